@@ -1,0 +1,29 @@
+# The few commands people repeat. Everything runs inside .venv, created on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup classify test lint format clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+# The default job: fine-tune the packaged MiniLM on Rotten Tomatoes and export a SavedModel.
+classify: setup
+	$(BIN)/python -m tfhf.train --flagfile=flags/classify.flags
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check tfhf tests
+
+format: setup
+	$(BIN)/ruff format tfhf tests
+
+clean:
+	rm -rf runs savedmodels/*/ .pytest_cache

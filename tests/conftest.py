@@ -1,0 +1,103 @@
+"""Shared fixtures: a tiny random-init BERT folder and small labelled files with a real signal."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Tests never reach for the network unless a test opts in; this must precede huggingface_hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import tfhf  # noqa: E402,F401  (Keras 2 before TensorFlow)
+
+REPO = Path(__file__).resolve().parents[1]
+
+POSITIVE = ["good", "great", "lovely", "fun", "superb"]
+NEGATIVE = ["bad", "awful", "dull", "boring", "poor"]
+NEUTRAL = ["the", "film", "movie", "was", "plot", "a", "story", "and", "very", "acting"]
+VOCAB = (
+    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "!"]
+    + POSITIVE
+    + NEGATIVE
+    + NEUTRAL
+    + ["##s", "##ly", "##ing"]
+)
+
+
+def make_texts(n: int, seed: int) -> list[tuple[str, str]]:
+    """`n` (text, label) pairs: neutral filler plus one or two words carrying the label."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 else "negative"
+        cue = POSITIVE if label == "positive" else NEGATIVE
+        words = rng.sample(NEUTRAL, rng.randint(2, 6)) + rng.sample(cue, rng.randint(1, 2))
+        rng.shuffle(words)
+        rows.append((" ".join(words) + rng.choice([" .", " !", ""]), label))
+    return rows
+
+
+def write_csv(path: Path, rows, header=("text", "label"), delimiter=",") -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random-init 2-layer BERT (hidden 32) in HuggingFace format, encoder only, TF weights."""
+    from transformers import BertConfig, BertTokenizerFast, TFBertModel
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    (folder / "vocab.txt").write_text("".join(t + "\n" for t in VOCAB), encoding="utf-8")
+    config = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    model = TFBertModel(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(folder)
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(
+        folder
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    """train/validation/test CSVs of `make_texts` rows."""
+    folder = tmp_path_factory.mktemp("tiny_data")
+    return {
+        "train": write_csv(folder / "train.csv", make_texts(96, seed=1)),
+        "validation": write_csv(folder / "validation.csv", make_texts(24, seed=2)),
+        "test": write_csv(folder / "test.csv", make_texts(24, seed=3)),
+    }
+
+
+def run_module(
+    module: str, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """Runs `python -m module args...` the way a user would, returning its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,139 @@
+"""The classify task end to end in-process: training, outputs, reload, and refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from tfhf.config import TrainConfig
+from tfhf.errors import TfhfError
+from tfhf.tasks.classify import ClassifyTask, load_model_folder
+from tfhf.train import run
+
+
+def tiny_config(tiny_model_dir, tiny_data, tmp_path, **overrides) -> TrainConfig:
+    values = dict(
+        task="classify",
+        model=str(tiny_model_dir),
+        train_file=str(tiny_data["train"]),
+        validation_file=str(tiny_data["validation"]),
+        test_file=str(tiny_data["test"]),
+        max_seq_length=16,
+        batch_size=8,
+        epochs=8,
+        learning_rate=1e-2,
+        warmup_ratio=0.1,
+        seed=7,
+        workdir=str(tmp_path / "run"),
+        export_dir=str(tmp_path / "export"),
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir, tiny_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("classify")
+    config = tiny_config(tiny_model_dir, tiny_data, tmp)
+    return config, run(config)
+
+
+def test_training_learns_the_signal(trained):
+    _, metrics = trained
+    losses = metrics["train_loss_per_epoch"]
+    assert losses[-1] < losses[0] * 0.5
+    assert metrics["test"]["accuracy"] >= 0.9
+    assert metrics["test"]["examples"] == 24
+    assert 0 < metrics["test"]["macro_f1"] <= 1
+    assert metrics["train_examples_per_second"] > 0
+    assert metrics["labels"] == ["negative", "positive"]
+
+
+def test_workdir_holds_metrics_flags_and_a_reloadable_model(trained):
+    config, metrics = trained
+    workdir = config.workdir
+    on_disk = json.loads(open(f"{workdir}/metrics.json").read())
+    assert on_disk["test"] == metrics["test"]
+    assert tf.io.gfile.glob(f"{workdir}/logs/train/events.out.tfevents.*")
+
+    # transformers alone loads the saved model and tokenizer back.
+    import transformers
+
+    model = transformers.TFAutoModelForSequenceClassification.from_pretrained(f"{workdir}/model")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(f"{workdir}/model")
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    texts = ["the film was great fun !", "a dull and boring plot"]
+    hf_logits = model(dict(tokenizer(texts, padding=True, return_tensors="tf"))).logits.numpy()
+
+    reloaded, preprocessor, names = load_model_folder(Path(workdir) / "model")
+    ours = reloaded(preprocessor(tf.constant(texts)), training=False).logits.numpy()
+    np.testing.assert_allclose(ours, hf_logits, atol=1e-5)
+    assert names == ["negative", "positive"]
+    assert list(hf_logits.argmax(-1)) == [1, 0]
+
+
+def test_flags_txt_replays_the_same_config(trained):
+    config, _ = trained
+    from tfhf.train import config_from_flags
+
+    try:
+        flags.FLAGS(["tfhf.train", f"--flagfile={config.workdir}/flags.txt"])
+        assert config_from_flags() == config.resolved()
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def test_labels_unseen_in_training_stop_before_the_workdir_exists(
+    tiny_model_dir, tiny_data, tmp_path
+):
+    bad = tmp_path / "test.csv"
+    bad.write_text("text,label\ngood film,positive\nodd film,neutral\n")
+    config = tiny_config(tiny_model_dir, tiny_data, tmp_path, test_file=str(bad))
+    with pytest.raises(TfhfError, match=r"test\.csv:3: label 'neutral' never occurs"):
+        ClassifyTask().run(config)
+    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "export").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(batch_size=0), "--batch_size must be positive"),
+        (dict(learning_rate=-1.0), "--learning_rate must be positive"),
+        (dict(warmup_ratio=1.5), r"--warmup_ratio must be in \[0, 1\)"),
+        (dict(max_seq_length=128), "exceeds the model's 64 positions"),
+        (dict(model="no-such-model-anywhere"), "HuggingFace hub is unreachable"),
+        (dict(model="./missing/model"), "model folder ./missing/model does not exist"),
+    ],
+)
+def test_bad_settings_are_refused_in_one_line(
+    tiny_model_dir, tiny_data, tmp_path, overrides, message
+):
+    config = tiny_config(tiny_model_dir, tiny_data, tmp_path, **overrides)
+    with pytest.raises(TfhfError, match=message) as info:
+        ClassifyTask().run(config)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "export").exists()
+
+
+def test_unreachable_hub_is_reported_as_such(tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    # A hub endpoint nothing listens on: the real download path, failing fast.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(
+        hub_constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}",
+    )
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    config = tiny_config(tiny_model_dir, tiny_data, tmp_path, model="bert-base-uncased")
+    with pytest.raises(TfhfError, match="cannot fetch model 'bert-base-uncased'"):
+        ClassifyTask().run(config)

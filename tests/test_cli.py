@@ -1,0 +1,94 @@
+"""The command lines a user types: train, then predict from the workdir and from the export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_module
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_model_dir, tiny_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    proc = run_module(
+        "tfhf.train",
+        "--task=classify",
+        f"--model={tiny_model_dir}",
+        f"--train_file={tiny_data['train']}",
+        "--max_seq_length=16",
+        "--batch_size=8",
+        "--epochs=8",
+        "--learning_rate=0.01",
+        f"--workdir={tmp / 'run'}",
+        f"--export_dir={tmp / 'export'}",
+        cwd=tmp,
+    )
+    return tmp, proc
+
+
+def test_train_cli_writes_a_complete_run(cli_run):
+    tmp, proc = cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "epoch 8/8 done" in proc.stdout  # progress reaches the log
+    metrics = json.loads((tmp / "run" / "metrics.json").read_text())
+    # No validation/test files: both were split off the 96 training rows.
+    assert metrics["validation"]["examples"] + metrics["test"]["examples"] == 20
+    assert metrics["test"]["accuracy"] >= 0.7
+    assert (tmp / "export" / "1" / "saved_model.pb").exists()
+    assert "--train_file=" in (tmp / "run" / "flags.txt").read_text()
+
+
+def test_predict_agrees_between_workdir_and_export(cli_run, tmp_path):
+    tmp, _ = cli_run
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the movie was great and lovely\na boring , dull story\n")
+    outputs = []
+    for model_dir in (tmp / "run", tmp / "export" / "1", tmp / "export"):
+        proc = run_module(
+            "tfhf.predict", f"--model_dir={model_dir}", f"--input_file={texts}", "--text=superb fun"
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        rows = [line.split("\t") for line in proc.stdout.strip().splitlines()]
+        assert [r[2] for r in rows] == [
+            "superb fun",
+            "the movie was great and lovely",
+            "a boring , dull story",
+        ]
+        outputs.append(rows)
+    labels = [[r[0] for r in rows] for rows in outputs]
+    assert labels[0] == labels[1] == labels[2] == ["positive", "positive", "negative"]
+    for a, b in zip(outputs[0], outputs[1], strict=True):
+        assert abs(float(a[1]) - float(b[1])) < 1e-3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--train_file=missing.csv"], "error: missing.csv: file not found"),
+        (["--dataset=no_such_dataset_xyz"], "error: unknown dataset 'no_such_dataset_xyz'"),
+    ],
+)
+def test_train_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    proc = run_module(
+        "tfhf.train",
+        "--task=classify",
+        *args,
+        f"--workdir={tmp_path / 'run'}",
+        f"--export_dir={tmp_path / 'export'}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == message or proc.stderr.strip().splitlines()[
+        -1
+    ].startswith(message)
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "export").exists()
+
+
+def test_predict_cli_refuses_a_folder_that_is_no_model(tmp_path):
+    proc = run_module("tfhf.predict", f"--model_dir={tmp_path}", "--text=hello")
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip().splitlines()[-1].startswith(f"error: --model_dir {tmp_path}: neither")
+    )

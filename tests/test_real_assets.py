@@ -1,0 +1,74 @@
+"""A few steps with the real packaged MiniLM and Rotten Tomatoes data (fetched on first use)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfhf.config import TrainConfig
+from tfhf.data import sources
+from tfhf.tasks.classify import load_model_folder
+from tfhf.train import run
+
+pytestmark = pytest.mark.assets
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("real")
+    config = TrainConfig(
+        max_steps_per_epoch=4,
+        batch_size=8,
+        workdir=str(tmp / "run"),
+        export_dir=str(tmp / "export"),
+    )
+    return config, run(config)
+
+
+def test_packaged_data_splits_are_disjoint_and_balanced_enough():
+    data = sources.load_classification_data(dataset="rotten_tomatoes")
+    assert data.label_names == ["negative", "positive"]
+    train, val, test = (set(s.texts) for s in (data.train, data.validation, data.test))
+    assert not (train & val or train & test or val & test)
+    assert len(train) > 10000 and len(val) > 1000 and len(test) > 1000
+    for split in (data.train, data.validation, data.test):
+        assert 0.35 < split.labels.mean() < 0.65
+
+
+def test_a_few_steps_on_the_real_model_give_a_complete_run(real_run):
+    config, metrics = real_run
+    assert metrics["test"]["examples"] > 1000
+    assert 0.0 < metrics["test"]["accuracy"] <= 1.0
+    assert metrics["config"]["model"] == "minilm-l6"
+
+
+def test_real_export_matches_the_python_model(real_run):
+    import tensorflow_text  # noqa: F401
+
+    config, metrics = real_run
+    model, preprocessor, names = load_model_folder(Path(config.workdir) / "model")
+    data = sources.load_classification_data(dataset="rotten_tomatoes")
+    texts = data.test.texts[:32]
+    expected = tf.nn.softmax(model(preprocessor(tf.constant(texts)), training=False).logits, -1)
+    served = tf.saved_model.load(metrics["export"]).signatures["serving_default"](
+        text=tf.constant(texts)
+    )
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected.numpy(), atol=1e-4)
+
+
+def test_saved_tokenizer_matches_the_in_graph_tokenizer_on_real_text(real_run):
+    from transformers import AutoTokenizer
+
+    config, _ = real_run
+    folder = Path(config.workdir) / "model"
+    _, preprocessor, _ = load_model_folder(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    data = sources.load_classification_data(dataset="rotten_tomatoes")
+    texts = data.train.texts[:300]
+    ours = preprocessor.tokenize(tf.constant(texts)).to_list()
+    theirs = tokenizer(texts, truncation=True, max_length=config.max_seq_length)["input_ids"]
+    mismatched = [t for t, a, b in zip(texts, ours, theirs, strict=True) if a != b]
+    assert not mismatched, mismatched[:3]

@@ -1,0 +1,47 @@
+"""Typed run configuration: what the entry points build from flags and `run()` consumes."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything one `python -m tfhf.train` run depends on.
+
+    Field names are the flag names, so `to_flagfile()` writes a file that
+    `--flagfile` reads back into the same config.
+    """
+
+    task: str = "classify"
+    model: str = "minilm-l6"
+    dataset: str = "rotten_tomatoes"
+    train_file: str = ""
+    validation_file: str = ""
+    test_file: str = ""
+    text_column: str = "text"
+    label_column: str = "label"
+    max_seq_length: int = 128
+    batch_size: int = 32
+    epochs: int = 1
+    max_steps_per_epoch: int = 0
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 42
+    workdir: str = ""
+    export_dir: str = ""
+
+    def resolved(self) -> TrainConfig:
+        """This config with the per-task default folders filled in."""
+        return dataclasses.replace(
+            self,
+            workdir=self.workdir or str(Path("runs") / self.task),
+            export_dir=self.export_dir or str(Path("savedmodels") / self.task),
+        )
+
+    def to_flagfile(self) -> str:
+        """The config as absl flagfile lines, one `--name=value` per field."""
+        lines = [f"--{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Data sources (packaged assets, tfds, user files) and tf.data pipelines."""

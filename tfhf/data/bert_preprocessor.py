@@ -1,0 +1,105 @@
+"""WordPiece tokenization in TensorFlow ops, one object for tf.data and the SavedModel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from tfhf.errors import TfhfError
+
+
+def read_vocab(vocab_file: str | Path) -> list[str]:
+    """The tokens of a WordPiece `vocab.txt`, one per line, in id order."""
+    with open(vocab_file, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+class BertPreprocessor(tf.Module):
+    """Raw text -> BERT inputs, entirely in TensorFlow ops.
+
+    Training maps it over a `tf.data` pipeline and the export calls it inside the
+    serving signature, so a served model can never tokenize differently from the
+    one that was trained. The vocabulary file becomes an asset of any SavedModel
+    this module is part of.
+
+    Args:
+      vocab_file: WordPiece vocabulary, one token per line.
+      lower_case: Lower-case and strip accents first (uncased models).
+      max_seq_length: Longest sequence produced, `[CLS]` and `[SEP]` included.
+
+    Example:
+      >>> pre = BertPreprocessor("vocab.txt", lower_case=True, max_seq_length=64)  # doctest: +SKIP
+      >>> pre(tf.constant(["a fine film"]))["input_ids"].shape  # doctest: +SKIP
+      TensorShape([1, 5])
+    """
+
+    def __init__(self, vocab_file: str | Path, *, lower_case: bool, max_seq_length: int):
+        super().__init__(name="bert_preprocessor")
+        vocab = read_vocab(vocab_file)
+        missing = [t for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]") if t not in vocab]
+        if missing:
+            raise TfhfError(f"vocabulary {vocab_file} lacks the special tokens {missing}")
+        if max_seq_length < 3:
+            raise TfhfError(f"max_seq_length must be at least 3, got {max_seq_length}")
+        self.vocab_size = len(vocab)
+        self.cls_id = vocab.index("[CLS]")
+        self.sep_id = vocab.index("[SEP]")
+        self.pad_id = vocab.index("[PAD]")
+        self.max_seq_length = max_seq_length
+        self.lower_case = lower_case
+        # Normalisation is done in `normalize`, not by tf-text's lower_case option: that one
+        # applies NFKC case folding (ß -> ss, ﬁ -> fi), which HuggingFace's BERT tokenizer
+        # does not, and the tokenizer saved beside the model must agree with this one.
+        self.tokenizer = tf_text.BertTokenizer(
+            str(vocab_file), lower_case=False, token_out_type=tf.int32
+        )
+
+    def normalize(self, texts: tf.Tensor) -> tf.Tensor:
+        """BERT's text clean-up: drop control characters, unify spaces, and for uncased
+        models lower-case and strip accents (NFD, then drop combining marks)."""
+        texts = tf.strings.regex_replace(texts, r"[^\P{C}\t\n\r]|\x{FFFD}", "")
+        texts = tf.strings.regex_replace(texts, r"\p{Zs}", " ")
+        if self.lower_case:
+            texts = tf.strings.lower(texts, encoding="utf-8")
+            texts = tf_text.normalize_utf8(texts, "NFD")
+            texts = tf.strings.regex_replace(texts, r"\p{Mn}", "")
+        return texts
+
+    def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Token ids per text, `[CLS] ... [SEP]`, truncated to `max_seq_length`.
+
+        Args:
+          texts: `tf.string` tensor of shape [batch].
+
+        Returns:
+          An int32 `RaggedTensor` of shape [batch, (tokens)].
+        """
+        wordpieces = self.tokenizer.tokenize(self.normalize(texts)).merge_dims(-2, -1)
+        wordpieces = wordpieces[:, : self.max_seq_length - 2]
+        ids, _ = tf_text.combine_segments(
+            [wordpieces], start_of_sequence_id=self.cls_id, end_of_segment_id=self.sep_id
+        )
+        return ids
+
+    def pack(self, ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Model inputs from token ids, padded with `[PAD]` to the longest row.
+
+        Args:
+          ids: int32 ids, either ragged [batch, (tokens)] or dense [batch, length]
+            already padded with `pad_id`.
+        """
+        if isinstance(ids, tf.RaggedTensor):
+            ids = ids.to_tensor(default_value=self.pad_id)
+        # [PAD] never comes out of the tokenizer, so it marks padding exactly.
+        attention_mask = tf.cast(tf.not_equal(ids, self.pad_id), tf.int32)
+        return {
+            "input_ids": ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": tf.zeros_like(ids),
+        }
+
+    def __call__(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`pack(tokenize(texts))`: a batch of raw strings to padded model inputs."""
+        return self.pack(self.tokenize(texts))

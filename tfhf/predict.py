@@ -1,0 +1,59 @@
+"""python -m tfhf.predict: label texts with a trained classifier.
+
+`--model_dir` is a training workdir (the HuggingFace model in it is used), an
+exported SavedModel version folder, or an export root (its highest version).
+
+Examples:
+  python -m tfhf.predict --model_dir=runs/classify --text="a gorgeous, witty film"
+  python -m tfhf.predict --model_dir=savedmodels/classify/1 --input_file=reviews.txt
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from tfhf.errors import TfhfError
+from tfhf.serving.predictor import load_predictor
+
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "Workdir, SavedModel version folder or export root."
+)
+_TEXT = flags.DEFINE_multi_string("text", [], "A text to label; repeatable.")
+_INPUT_FILE = flags.DEFINE_string(
+    "input_file", "", "Texts to label: .txt (one per line), or .csv/.tsv/.jsonl with --text_column."
+)
+_TEXT_COLUMN = flags.DEFINE_string("text_column", "text", "Text column of --input_file.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Texts per model call.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)
+    try:
+        from tfhf.data.sources import read_text_file
+
+        if not _MODEL_DIR.value:
+            raise TfhfError("--model_dir is required")
+        texts = list(_TEXT.value)
+        if _INPUT_FILE.value:
+            texts += read_text_file(_INPUT_FILE.value, text_column=_TEXT_COLUMN.value)
+        if not texts:
+            raise TfhfError("nothing to predict: give --text (repeatable) or --input_file")
+        if _BATCH_SIZE.value < 1:
+            raise TfhfError(f"--batch_size must be positive, got {_BATCH_SIZE.value}")
+        predictor = load_predictor(_MODEL_DIR.value)
+        for start in range(0, len(texts), _BATCH_SIZE.value):
+            batch = texts[start : start + _BATCH_SIZE.value]
+            for text, (label, probability) in zip(batch, predictor(batch), strict=True):
+                print(f"{label}\t{probability:.4f}\t{text}", flush=True)
+    except TfhfError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

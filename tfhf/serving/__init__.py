@@ -1,0 +1,1 @@
+"""In-graph preprocessing and SavedModel export for TF Serving."""

@@ -1,0 +1,128 @@
+"""SavedModel export in the layout TF Serving loads: `<export_dir>/<integer version>/`.
+
+The serving graph needs no Python: tokenization runs in TensorFlow Text ops with
+the vocabulary stored as a SavedModel asset, and the label names are constants
+in the graph, so a client sends raw strings and reads labels back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfhf.data.bert_preprocessor import BertPreprocessor
+from tfhf.errors import TfhfError
+
+
+class ClassifierServingModule(tf.Module):
+    """Raw text in, label out: the exported form of a sequence classifier.
+
+    Only the model's variables are tracked (not the Keras object), which keeps
+    the SavedModel to the two signatures below and out of Keras' own
+    serialization of every layer.
+    """
+
+    def __init__(self, model, preprocessor: BertPreprocessor, label_names: list[str]):
+        super().__init__(name="classifier")
+        self._model = model
+        self.weights = list(model.weights)
+        self.preprocessor = preprocessor
+        self.label_names = tf.constant(label_names, dtype=tf.string)
+        self._takes_token_type_ids = "token_type_ids" in model.input_signature
+
+    def _logits(self, input_ids, attention_mask, token_type_ids):
+        features = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self._takes_token_type_ids:
+            features["token_type_ids"] = token_type_ids
+        return self._model(features, training=False).logits
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def classify_text(self, text):
+        features = self.preprocessor(text)
+        logits = self._logits(**features)
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {
+            "label": tf.gather(self.label_names, label_id),
+            "label_id": label_id,
+            "probabilities": probabilities,
+        }
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="input_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
+            tf.TensorSpec([None, None], tf.int32, name="token_type_ids"),
+        ]
+    )
+    def classify_encoded(self, input_ids, attention_mask, token_type_ids):
+        return {
+            "logits": tf.cast(self._logits(input_ids, attention_mask, token_type_ids), tf.float32)
+        }
+
+
+def next_version(export_dir: Path) -> int:
+    """One more than the highest integer version folder under `export_dir` (1 if none)."""
+    versions = (
+        [int(p.name) for p in export_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+        if export_dir.is_dir()
+        else []
+    )
+    return max(versions, default=0) + 1
+
+
+def export_classifier(
+    model, preprocessor: BertPreprocessor, label_names: list[str], export_dir: str | Path
+) -> Path:
+    """Writes a new version of the classifier under `export_dir` and returns its folder.
+
+    The SavedModel is written into a hidden temporary folder beside the versions
+    and renamed into place at the end, so TF Serving (which ignores non-integer
+    names) never sees a half-written version.
+
+    Signatures:
+      serving_default: `text` (string [batch]) -> `label` (string), `label_id`
+        (int32) and `probabilities` (float32 [batch, num_labels]).
+      encoded: `input_ids`, `attention_mask`, `token_type_ids` (int32 [batch, length])
+        -> `logits` (float32 [batch, num_labels]).
+
+    Example:
+      >>> labels = ["negative", "positive"]
+      >>> export_classifier(model, pre, labels, "savedmodels/classify")  # doctest: +SKIP
+      PosixPath('savedmodels/classify/1')
+    """
+    export_dir = Path(export_dir)
+    try:
+        export_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TfhfError(f"cannot create export folder {export_dir}: {e.strerror}") from None
+    module = ClassifierServingModule(model, preprocessor, label_names)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=export_dir))
+    try:
+        tf.saved_model.save(
+            module,
+            str(staging),
+            signatures={
+                "serving_default": module.classify_text.get_concrete_function(),
+                "encoded": module.classify_encoded.get_concrete_function(),
+            },
+        )
+        os.chmod(
+            staging, 0o755
+        )  # mkdtemp's 0700 would hide it from a server running as another user
+        # Rename only to a version no one has taken meanwhile.
+        while True:
+            target = export_dir / str(next_version(export_dir))
+            try:
+                os.rename(staging, target)
+                break
+            except OSError:
+                if not target.exists():
+                    raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,72 @@
+"""Loading a trained classifier for prediction, from a workdir or from a SavedModel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfhf.errors import TfhfError
+
+Predictor = Callable[[Sequence[str]], list[tuple[str, float]]]
+
+
+def _saved_model_predictor(version_dir: Path) -> Predictor:
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
+
+    loaded = tf.saved_model.load(str(version_dir))
+    signature = loaded.signatures.get("serving_default")
+    if signature is None:
+        raise TfhfError(f"{version_dir}: SavedModel has no serving_default signature")
+
+    def predict(texts):
+        out = signature(text=tf.constant(list(texts), tf.string))
+        labels = [v.decode("utf-8") for v in out["label"].numpy()]
+        return list(zip(labels, out["probabilities"].numpy().max(-1).tolist(), strict=True))
+
+    return predict
+
+
+def _workdir_predictor(model_folder: Path) -> Predictor:
+    from tfhf.tasks.classify import load_model_folder
+
+    model, preprocessor, names = load_model_folder(model_folder)
+
+    def predict(texts):
+        features = preprocessor(tf.constant(list(texts), tf.string))
+        probabilities = tf.nn.softmax(model(features, training=False).logits, -1).numpy()
+        ids = probabilities.argmax(-1)
+        return [(names[i], float(p)) for i, p in zip(ids, probabilities.max(-1), strict=True)]
+
+    return predict
+
+
+def load_predictor(model_dir: str | Path) -> Predictor:
+    """A function from texts to `(label, probability)` pairs for the model in `model_dir`.
+
+    Example:
+      >>> predict = load_predictor("savedmodels/classify")  # doctest: +SKIP
+      >>> predict(["a triumph"])  # doctest: +SKIP
+      [('positive', 0.97)]
+    """
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise TfhfError(f"--model_dir {model_dir}: no such folder")
+    if (path / "saved_model.pb").exists():
+        return _saved_model_predictor(path)
+    if (path / "model" / "tfhf_preprocessing.json").exists():
+        return _workdir_predictor(path / "model")
+    versions = sorted(
+        (
+            int(p.name)
+            for p in path.iterdir()
+            if p.name.isdigit() and (p / "saved_model.pb").exists()
+        ),
+    )
+    if versions:
+        return _saved_model_predictor(path / str(versions[-1]))
+    raise TfhfError(
+        f"--model_dir {model_dir}: neither a training workdir (model/ inside), a SavedModel "
+        "version folder (saved_model.pb inside), nor an export root (version folders inside)"
+    )

@@ -1,0 +1,307 @@
+"""`--task=classify`: fine-tune a BERT-style encoder for sequence classification."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from tfhf.config import TrainConfig
+from tfhf.data import pipeline, sources
+from tfhf.data.bert_preprocessor import BertPreprocessor
+from tfhf.errors import TfhfError
+from tfhf.models import loading
+from tfhf.serving.export import export_classifier
+from tfhf.tasks.registry import register_task
+from tfhf.training import callbacks
+from tfhf.training.optimizer import adamw
+
+PREPROCESSING_FILE = "tfhf_preprocessing.json"
+
+
+def _check_numbers(config: TrainConfig) -> None:
+    problems = []
+    if config.batch_size < 1:
+        problems.append(f"--batch_size must be positive, got {config.batch_size}")
+    if config.epochs < 1:
+        problems.append(f"--epochs must be positive, got {config.epochs}")
+    if config.max_steps_per_epoch < 0:
+        problems.append(
+            f"--max_steps_per_epoch must be 0 (whole epoch) or positive, "
+            f"got {config.max_steps_per_epoch}"
+        )
+    if not config.learning_rate > 0:
+        problems.append(f"--learning_rate must be positive, got {config.learning_rate}")
+    if not 0 <= config.warmup_ratio < 1:
+        problems.append(f"--warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
+    if config.weight_decay < 0:
+        problems.append(f"--weight_decay must not be negative, got {config.weight_decay}")
+    if not 3 <= config.max_seq_length <= 512:
+        problems.append(f"--max_seq_length must be in [3, 512], got {config.max_seq_length}")
+    if problems:
+        raise TfhfError("; ".join(problems))
+
+
+def evaluate(model, ds: tf.data.Dataset, num_labels: int) -> dict[str, float]:
+    """Accuracy, macro-F1 and mean cross-entropy of `model` over every example of `ds`."""
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(
+        input_signature=[{"input_ids": spec, "attention_mask": spec, "token_type_ids": spec}]
+    )
+    def logits_of(features):
+        return model(features, training=False).logits
+
+    all_logits, all_labels = [], []
+    for features, labels in ds:
+        all_logits.append(logits_of(features).numpy())
+        all_labels.append(labels.numpy())
+    logits = np.concatenate(all_logits).astype(np.float64)
+    labels = np.concatenate(all_labels)
+    log_probs = logits - logits.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    predictions = logits.argmax(-1)
+    f1s = []
+    for k in range(num_labels):
+        tp = np.sum((predictions == k) & (labels == k))
+        fp = np.sum((predictions == k) & (labels != k))
+        fn = np.sum((predictions != k) & (labels == k))
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {
+        "accuracy": float(np.mean(predictions == labels)),
+        "macro_f1": float(np.mean(f1s)),
+        "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+        "examples": int(len(labels)),
+    }
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_model_folder(
+    model, preprocessor: BertPreprocessor, vocab_file: Path, folder: Path
+) -> None:
+    """`save_pretrained` model and tokenizer into `folder`, replacing it whole."""
+    from transformers import BertTokenizerFast
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=folder.parent))
+    try:
+        model.save_pretrained(staging)
+        BertTokenizerFast(
+            vocab_file=str(vocab_file), do_lower_case=preprocessor.lower_case
+        ).save_pretrained(staging)
+        (staging / PREPROCESSING_FILE).write_text(
+            json.dumps(
+                {
+                    "max_seq_length": preprocessor.max_seq_length,
+                    "lower_case": preprocessor.lower_case,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_model_folder(folder: Path):
+    """(model, preprocessor, label names) from a folder written by `save_model_folder`."""
+    import transformers
+
+    settings = json.loads((folder / PREPROCESSING_FILE).read_text())
+    model = transformers.TFAutoModelForSequenceClassification.from_pretrained(folder)
+    preprocessor = BertPreprocessor(
+        folder / "vocab.txt",
+        lower_case=settings["lower_case"],
+        max_seq_length=settings["max_seq_length"],
+    )
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return model, preprocessor, names
+
+
+@register_task("classify")
+class ClassifyTask:
+    """Sequence classification: labelled text in, a fine-tuned classifier and its export out."""
+
+    name = "classify"
+
+    def build_datasets(
+        self, config: TrainConfig, data: sources.ClassificationData, preprocessor: BertPreprocessor
+    ):
+        """(train, validation, test) `tf.data` pipelines sharing one preprocessor."""
+
+        def make(split, training):
+            return pipeline.classification_dataset(
+                split.texts,
+                split.labels,
+                preprocessor=preprocessor,
+                batch_size=config.batch_size,
+                training=training,
+                seed=config.seed,
+            )
+
+        return make(data.train, True), make(data.validation, False), make(data.test, False)
+
+    def build_model(self, folder: Path, label_names: list[str]):
+        """The transformers TF classifier for the model folder, with a head for `label_names`."""
+        return loading.load_sequence_classifier(folder, label_names)
+
+    def compile(self, model, *, config: TrainConfig, total_steps: int) -> None:
+        """AdamW with warmup/decay, cross-entropy on logits, accuracy."""
+        model.compile(
+            optimizer=adamw(
+                learning_rate=config.learning_rate,
+                total_steps=total_steps,
+                warmup_ratio=config.warmup_ratio,
+                weight_decay=config.weight_decay,
+            ),
+            loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+
+    def run(self, config: TrainConfig) -> dict:
+        """Trains, evaluates, saves and exports; returns the metrics written to metrics.json.
+
+        Every input is checked and loaded before the workdir is touched; metrics.json,
+        written last, marks a complete run.
+
+        Example:
+          >>> metrics = ClassifyTask().run(TrainConfig(train_file="reviews.csv"))  # doctest: +SKIP
+          >>> metrics["test"]["accuracy"]  # doctest: +SKIP
+          0.83
+        """
+        config = config.resolved()
+        _check_numbers(config)
+        started = time.perf_counter()
+        tf_keras.utils.set_random_seed(config.seed)
+
+        data = sources.load_classification_data(
+            dataset=config.dataset,
+            train_file=config.train_file,
+            validation_file=config.validation_file,
+            test_file=config.test_file,
+            text_column=config.text_column,
+            label_column=config.label_column,
+            seed=config.seed,
+        )
+        print(
+            f"tfhf: data {data.description}: train {len(data.train)}, validation "
+            f"{len(data.validation)}, test {len(data.test)}; labels {data.label_names}",
+            flush=True,
+        )
+        folder = loading.resolve_model(config.model)
+        workdir = Path(config.workdir)
+        scratch = Path(tempfile.mkdtemp(prefix="tfhf-"))
+        try:
+            vocab_file, lower_case = loading.tokenizer_files(folder, scratch)
+            preprocessor = BertPreprocessor(
+                vocab_file, lower_case=lower_case, max_seq_length=config.max_seq_length
+            )
+            model = self.build_model(folder, data.label_names)
+            limit = model.config.max_position_embeddings
+            if config.max_seq_length > limit:
+                raise TfhfError(
+                    f"--max_seq_length={config.max_seq_length} exceeds the model's "
+                    f"{limit} positions"
+                )
+
+            try:
+                workdir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise TfhfError(f"cannot create workdir {workdir}: {e.strerror}") from None
+            (workdir / "metrics.json").unlink(missing_ok=True)
+            _write_atomically(workdir / "flags.txt", config.to_flagfile())
+
+            train_ds, val_ds, test_ds = self.build_datasets(config, data, preprocessor)
+            steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+            if config.max_steps_per_epoch:
+                steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+            self.compile(model, config=config, total_steps=steps_per_epoch * config.epochs)
+            print(
+                f"tfhf: training {config.epochs} epoch(s) x {steps_per_epoch} steps, batch "
+                f"{config.batch_size}, {model.count_params():,} parameters",
+                flush=True,
+            )
+
+            meter = callbacks.Throughput()
+            best = callbacks.KeepBestWeights("val_accuracy", "max")
+            cbs = [
+                meter,
+                best,
+                tf_keras.callbacks.TensorBoard(log_dir=str(workdir / "logs"), update_freq=50),
+            ]
+            interactive = sys.stdout.isatty()
+            if not interactive:
+                cbs.append(
+                    callbacks.ProgressLog(
+                        steps_per_epoch=steps_per_epoch,
+                        epochs=config.epochs,
+                        batch_size=config.batch_size,
+                    )
+                )
+            history = model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=config.epochs,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=cbs,
+                verbose=1 if interactive else 0,
+            )
+            losses = history.history["loss"]
+            if not np.all(np.isfinite(losses)):
+                raise TfhfError(
+                    f"training diverged: loss became {losses[-1]}; try a lower --learning_rate"
+                )
+
+            print("tfhf: evaluating", flush=True)
+            validation = evaluate(model, val_ds, len(data.label_names))
+            test = evaluate(model, test_ds, len(data.label_names))
+            save_model_folder(model, preprocessor, vocab_file, workdir / "model")
+            version_dir = export_classifier(
+                model, preprocessor, data.label_names, config.export_dir
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+        metrics = {
+            "task": self.name,
+            "model": config.model,
+            "data": data.description,
+            "labels": data.label_names,
+            "validation": validation,
+            "test": test,
+            "train_examples_per_second": round(
+                meter.steps * config.batch_size / max(meter.seconds, 1e-9), 2
+            ),
+            "train_loss_per_epoch": [float(v) for v in losses],
+            "best_epoch": best.best_epoch + 1,
+            "export": str(version_dir),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "config": dataclasses.asdict(config),
+        }
+        _write_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        print(
+            f"tfhf: validation accuracy {validation['accuracy']:.4f}, test accuracy "
+            f"{test['accuracy']:.4f}, test macro-F1 {test['macro_f1']:.4f}",
+            flush=True,
+        )
+        print(f"tfhf: workdir {workdir}; SavedModel {version_dir}", flush=True)
+        return metrics

@@ -1,0 +1,89 @@
+"""python -m tfhf.train: fine-tune a model and export it for TF Serving.
+
+Examples:
+  python -m tfhf.train --task=classify
+  python -m tfhf.train --flagfile=flags/classify.flags --epochs=2
+  python -m tfhf.train --task=classify --train_file=reviews.csv --model=bert-base-uncased
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from tfhf.config import TrainConfig
+from tfhf.errors import TfhfError
+from tfhf.tasks import TASKS, get_task
+
+_DEFAULTS = TrainConfig()
+
+_TASK = flags.DEFINE_enum("task", _DEFAULTS.task, sorted(TASKS), "What to train.")
+flags.DEFINE_string(
+    "model",
+    _DEFAULTS.model,
+    "'minilm-l6' (packaged pretrained encoder), a local HuggingFace-format folder "
+    "(or a tfhf workdir), or a hub id such as bert-base-uncased.",
+)
+flags.DEFINE_string(
+    "dataset",
+    _DEFAULTS.dataset,
+    "'rotten_tomatoes' (packaged) or a tensorflow-datasets name such as imdb_reviews or "
+    "glue/sst2. Ignored when --train_file is set.",
+)
+flags.DEFINE_string("train_file", "", "Training data: .csv, .tsv or .jsonl.")
+flags.DEFINE_string("validation_file", "", "Validation data; split off the training data if unset.")
+flags.DEFINE_string("test_file", "", "Test data; split off the training data if unset.")
+flags.DEFINE_string("text_column", _DEFAULTS.text_column, "Column (or tfds feature) with the text.")
+flags.DEFINE_string(
+    "label_column", _DEFAULTS.label_column, "Column (or tfds feature) with the label."
+)
+flags.DEFINE_integer(
+    "max_seq_length", _DEFAULTS.max_seq_length, "Longest token sequence, [CLS] and [SEP] included."
+)
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Examples per training step.")
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Passes over the training data.")
+flags.DEFINE_integer(
+    "max_steps_per_epoch",
+    _DEFAULTS.max_steps_per_epoch,
+    "Cap on steps per epoch, for quick runs; 0 means a whole epoch.",
+)
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Peak AdamW learning rate.")
+flags.DEFINE_float(
+    "warmup_ratio",
+    _DEFAULTS.warmup_ratio,
+    "Fraction of steps with a linearly rising learning rate.",
+)
+flags.DEFINE_float("weight_decay", _DEFAULTS.weight_decay, "AdamW decoupled weight decay.")
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed for initialisation, shuffling and splits.")
+flags.DEFINE_string("workdir", "", "Run folder; default runs/<task>.")
+flags.DEFINE_string(
+    "export_dir", "", "SavedModel root (versions inside); default savedmodels/<task>."
+)
+
+
+def config_from_flags() -> TrainConfig:
+    """The `TrainConfig` named by the parsed command-line flags."""
+    values = {name: flags.FLAGS[name].value for name in TrainConfig.__dataclass_fields__}
+    return TrainConfig(**values)
+
+
+def run(config: TrainConfig) -> dict:
+    """Runs `config.task`; returns its metrics."""
+    return get_task(config.task).run(config)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # tfds logs every file it opens at INFO
+    try:
+        run(config_from_flags())
+    except TfhfError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

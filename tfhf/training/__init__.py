@@ -1,0 +1,1 @@
+"""Optimizers, schedules and callbacks shared by every task."""
