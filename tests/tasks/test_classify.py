@@ -137,3 +137,41 @@ def test_unreachable_hub_is_reported_as_such(tiny_model_dir, tiny_data, tmp_path
     config = tiny_config(tiny_model_dir, tiny_data, tmp_path, model="bert-base-uncased")
     with pytest.raises(TfhfError, match="cannot fetch model 'bert-base-uncased'"):
         ClassifyTask().run(config)
+
+
+def test_export_holds_the_weights_once_and_no_optimizer_state(trained):
+    config, metrics = trained
+    model, _, _ = load_model_folder(Path(config.workdir) / "model")
+    weight_bytes = sum(w.numpy().nbytes for w in model.weights)
+    variables = Path(metrics["export"]) / "variables"
+    saved_bytes = sum(p.stat().st_size for p in variables.iterdir())
+    # AdamW keeps two slots per weight: saving them would make this about 3x.
+    assert weight_bytes <= saved_bytes < 1.3 * weight_bytes
+
+
+def test_validation_figures_are_those_of_the_kept_epoch(trained):
+    config, metrics = trained
+    from tfhf.data.sources import load_files
+
+    assert metrics["validation"]["examples"] == 24
+    assert 1 <= metrics["best_epoch"] <= config.epochs
+    # The saved model is the kept epoch's: evaluated afresh it reproduces the reported figures.
+    from tfhf.data.pipeline import classification_dataset
+    from tfhf.training.evaluation import evaluate
+
+    model, preprocessor, names = load_model_folder(Path(config.workdir) / "model")
+    data = load_files(
+        train_file=config.train_file,
+        validation_file=config.validation_file,
+        test_file=config.test_file,
+    )
+    ds = classification_dataset(
+        data.validation.texts,
+        data.validation.labels,
+        preprocessor=preprocessor,
+        batch_size=8,
+        training=False,
+    )
+    again = evaluate(model, ds, len(names))
+    assert again["accuracy"] == metrics["validation"]["accuracy"]
+    assert abs(again["loss"] - metrics["validation"]["loss"]) < 1e-4

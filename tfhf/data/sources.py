@@ -284,6 +284,11 @@ def load_tfds(
     builder = _tfds_builder(name, data_dir)
     if manual_dir is None:
         print(f"tfhf: preparing tfds dataset '{name}' (downloads on first use)", flush=True)
+        # tfds retries a failed download 10 times with exponential backoff, over three minutes
+        # for an unreachable host; three tries still ride out a passing fault.
+        from tensorflow_datasets.core.download import downloader
+
+        downloader.MAX_RETRIES = min(getattr(downloader, "MAX_RETRIES", 3), 3)
     try:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)

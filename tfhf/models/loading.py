@@ -139,6 +139,17 @@ def _load_safetensors(model, weights: Path) -> list[str]:
     return list(info["missing_keys"])
 
 
+def _safetensors_format(folder: Path) -> str | None:
+    """'tf' or 'pt' for the folder's model.safetensors (None if there is none)."""
+    from safetensors import safe_open
+
+    path = folder / "model.safetensors"
+    if not path.exists():
+        return None
+    with safe_open(str(path), framework="np") as f:
+        return (f.metadata() or {}).get("format", "pt")
+
+
 def load_sequence_classifier(folder: Path, label_names: list[str]):
     """A TF `...ForSequenceClassification` model for `folder`'s config and weights.
 
@@ -155,7 +166,7 @@ def load_sequence_classifier(folder: Path, label_names: list[str]):
         raise TfhfError(
             f"model type '{config.model_type}' has no TensorFlow classifier in transformers"
         )
-    if (folder / "tf_model.h5").exists():
+    if (folder / "tf_model.h5").exists() or _safetensors_format(folder) == "tf":
         model, info = transformers.TFAutoModelForSequenceClassification.from_pretrained(
             folder, config=config, ignore_mismatched_sizes=True, output_loading_info=True
         )

@@ -28,7 +28,9 @@ class ClassifierServingModule(tf.Module):
 
     def __init__(self, model, preprocessor: BertPreprocessor, label_names: list[str]):
         super().__init__(name="classifier")
-        self._model = model
+        # A closure, not an attribute: tracking the Keras model would also save its optimizer's
+        # slot variables, tripling the export's size.
+        self._forward = lambda features: model(features, training=False)
         self.weights = list(model.weights)
         self.preprocessor = preprocessor
         self.label_names = tf.constant(label_names, dtype=tf.string)
@@ -38,7 +40,7 @@ class ClassifierServingModule(tf.Module):
         features = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self._takes_token_type_ids:
             features["token_type_ids"] = token_type_ids
-        return self._model(features, training=False).logits
+        return self._forward(features).logits
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def classify_text(self, text):

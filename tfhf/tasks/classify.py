@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 import tf_keras
 
 from tfhf.config import TrainConfig
@@ -24,6 +23,7 @@ from tfhf.models import loading
 from tfhf.serving.export import export_classifier
 from tfhf.tasks.registry import register_task
 from tfhf.training import callbacks
+from tfhf.training.evaluation import EvaluateEachEpoch, evaluate
 from tfhf.training.optimizer import adamw
 
 PREPROCESSING_FILE = "tfhf_preprocessing.json"
@@ -50,40 +50,6 @@ def _check_numbers(config: TrainConfig) -> None:
         problems.append(f"--max_seq_length must be in [3, 512], got {config.max_seq_length}")
     if problems:
         raise TfhfError("; ".join(problems))
-
-
-def evaluate(model, ds: tf.data.Dataset, num_labels: int) -> dict[str, float]:
-    """Accuracy, macro-F1 and mean cross-entropy of `model` over every example of `ds`."""
-    spec = tf.TensorSpec([None, None], tf.int32)
-
-    @tf.function(
-        input_signature=[{"input_ids": spec, "attention_mask": spec, "token_type_ids": spec}]
-    )
-    def logits_of(features):
-        return model(features, training=False).logits
-
-    all_logits, all_labels = [], []
-    for features, labels in ds:
-        all_logits.append(logits_of(features).numpy())
-        all_labels.append(labels.numpy())
-    logits = np.concatenate(all_logits).astype(np.float64)
-    labels = np.concatenate(all_labels)
-    log_probs = logits - logits.max(-1, keepdims=True)
-    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
-    predictions = logits.argmax(-1)
-    f1s = []
-    for k in range(num_labels):
-        tp = np.sum((predictions == k) & (labels == k))
-        fp = np.sum((predictions == k) & (labels != k))
-        fn = np.sum((predictions != k) & (labels == k))
-        if tp + fp + fn:
-            f1s.append(2 * tp / (2 * tp + fp + fn))
-    return {
-        "accuracy": float(np.mean(predictions == labels)),
-        "macro_f1": float(np.mean(f1s)),
-        "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
-        "examples": int(len(labels)),
-    }
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -242,9 +208,13 @@ class ClassifyTask:
             )
 
             meter = callbacks.Throughput()
+            # Validation through `evaluate` rather than Keras' own pass: it also gives macro-F1,
+            # and the best epoch's figures need no second pass at the end.
+            validating = EvaluateEachEpoch(val_ds, len(data.label_names))
             best = callbacks.KeepBestWeights("val_accuracy", "max")
             cbs = [
                 meter,
+                validating,
                 best,
                 tf_keras.callbacks.TensorBoard(log_dir=str(workdir / "logs"), update_freq=50),
             ]
@@ -259,7 +229,6 @@ class ClassifyTask:
                 )
             history = model.fit(
                 train_ds,
-                validation_data=val_ds,
                 epochs=config.epochs,
                 steps_per_epoch=steps_per_epoch,
                 callbacks=cbs,
@@ -271,8 +240,8 @@ class ClassifyTask:
                     f"training diverged: loss became {losses[-1]}; try a lower --learning_rate"
                 )
 
-            print("tfhf: evaluating", flush=True)
-            validation = evaluate(model, val_ds, len(data.label_names))
+            print("tfhf: evaluating on the test split", flush=True)
+            validation = validating.results[best.best_epoch]
             test = evaluate(model, test_ds, len(data.label_names))
             save_model_folder(model, preprocessor, vocab_file, workdir / "model")
             version_dir = export_classifier(
