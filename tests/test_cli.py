@@ -96,3 +96,59 @@ def test_predict_cli_refuses_a_folder_that_is_no_model(tmp_path):
     assert (
         proc.stderr.strip().splitlines()[-1].startswith(f"error: --model_dir {tmp_path}: neither")
     )
+
+
+@pytest.fixture(scope="module")
+def lm_cli_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lm_cli")
+    corpus = tmp / "corpus.txt"
+    corpus.write_text(
+        "ROMEO.\nBut soft, what light through yonder window breaks?\n\n"
+        "JULIET.\nO Romeo, Romeo, wherefore art thou Romeo?\n\n" * 60
+    )
+    proc = run_module(
+        "tfhf.train",
+        "--task=lm",
+        f"--train_file={corpus}",
+        "--vocab_size=300",
+        "--block_size=32",
+        "--n_layer=1",
+        "--n_head=2",
+        "--n_embd=32",
+        "--batch_size=8",
+        "--max_steps_per_epoch=6",
+        f"--workdir={tmp / 'run'}",
+        cwd=tmp,
+    )
+    return tmp, proc
+
+
+def test_lm_cli_trains_and_generate_repeats_itself_for_a_seed(lm_cli_run):
+    tmp, proc = lm_cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--- sample ---" in proc.stdout
+    metrics = json.loads((tmp / "run" / "metrics.json").read_text())
+    assert metrics["validation"]["perplexity"] > 1
+    args = [
+        "tfhf.generate",
+        f"--model_dir={tmp / 'run'}",
+        "--prompt=ROMEO.",
+        "--prompt=O Romeo, Romeo",
+        "--decoding=sample",
+        "--top_k=20",
+        "--seed=9",
+        "--max_new_tokens=12",
+    ]
+    first, second = run_module(*args), run_module(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout == second.stdout
+    assert first.stdout.startswith("ROMEO.") and "O Romeo, Romeo" in first.stdout
+
+
+def test_generate_cli_refuses_an_overlong_request(lm_cli_run):
+    tmp, _ = lm_cli_run
+    proc = run_module(
+        "tfhf.generate", f"--model_dir={tmp / 'run'}", "--prompt=ROMEO.", "--max_new_tokens=200"
+    )
+    assert proc.returncode == 2
+    assert "exceeds the model's context of 32" in proc.stderr.strip().splitlines()[-1]

@@ -50,3 +50,13 @@ def test_sst2_example_overrides_only_what_it_names():
         "workdir",
         "export_dir",
     }
+
+
+def test_lm_flags_spell_out_the_lm_defaults():
+    assert parse_flagfile("lm.flags") == TrainConfig.for_task("lm").resolved()
+
+
+def test_lm_finetune_example_names_a_checkpoint():
+    config = parse_flagfile("lm_gpt2_finetune.flags")
+    assert config.task == "lm" and config.model == "gpt2"
+    assert config.workdir == "runs/lm_gpt2"

@@ -32,6 +32,19 @@ class TrainConfig:
     seed: int = 42
     workdir: str = ""
     export_dir: str = ""
+    # Language modelling (--task=lm).
+    block_size: int = 128
+    vocab_size: int = 4096
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+
+    @classmethod
+    def for_task(cls, task: str, **overrides) -> TrainConfig:
+        """The config with `task`'s own defaults, then `overrides`, applied."""
+        from tfhf.tasks import get_task
+
+        return cls(**{**get_task(task).defaults, "task": task, **overrides})
 
     def resolved(self) -> TrainConfig:
         """This config with the per-task default folders filled in."""

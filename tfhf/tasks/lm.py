@@ -1,0 +1,320 @@
+"""`--task=lm`: train a GPT-2 from scratch, or fine-tune one, as a causal language model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from tfhf.config import TrainConfig
+from tfhf.data import bpe, corpus, pipeline
+from tfhf.errors import TfhfError
+from tfhf.generation.generator import GenerationSettings, Generator
+from tfhf.models import loading
+from tfhf.tasks.registry import register_task
+from tfhf.training import callbacks
+from tfhf.training.optimizer import adamw
+
+SAMPLE_PROMPTS = ("KING.\n", "ROMEO.\n", "Enter")
+
+
+def _check_numbers(config: TrainConfig) -> None:
+    problems = []
+    for name in ("batch_size", "epochs", "block_size", "n_layer", "n_head", "n_embd"):
+        if getattr(config, name) < 1:
+            problems.append(f"--{name} must be positive, got {getattr(config, name)}")
+    if config.block_size < 2:
+        problems.append(f"--block_size must be at least 2, got {config.block_size}")
+    if config.max_steps_per_epoch < 0:
+        problems.append(
+            f"--max_steps_per_epoch must be 0 or positive, got {config.max_steps_per_epoch}"
+        )
+    if not config.learning_rate > 0:
+        problems.append(f"--learning_rate must be positive, got {config.learning_rate}")
+    if not 0 <= config.warmup_ratio < 1:
+        problems.append(f"--warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
+    if not config.model and config.n_embd % max(config.n_head, 1):
+        problems.append(
+            f"--n_embd ({config.n_embd}) must be a multiple of --n_head ({config.n_head})"
+        )
+    if problems:
+        raise TfhfError("; ".join(problems))
+
+
+def new_gpt2(config: TrainConfig, tokenizer):
+    """A randomly initialised `TFGPT2LMHeadModel` sized by the config's model flags."""
+    import transformers
+
+    gpt2_config = transformers.GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=config.block_size,
+        n_embd=config.n_embd,
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = transformers.TFGPT2LMHeadModel(gpt2_config)
+    model(model.dummy_inputs, training=False)
+    return model
+
+
+def evaluate_lm(model, ds: tf.data.Dataset) -> dict[str, float]:
+    """Token-weighted mean loss, perplexity and next-token accuracy over all of `ds`."""
+
+    @tf.function
+    def step(inputs, labels, weights):
+        logits = model(inputs, training=False).logits
+        losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        return (
+            tf.reduce_sum(losses * weights),
+            tf.reduce_sum(hits * weights),
+            tf.reduce_sum(weights),
+        )
+
+    loss_sum = hit_sum = tokens = 0.0
+    for inputs, labels, weights in ds:
+        batch_loss, batch_hits, batch_tokens = step(inputs, labels, weights)
+        loss_sum += float(batch_loss)
+        hit_sum += float(batch_hits)
+        tokens += float(batch_tokens)
+    loss = loss_sum / max(tokens, 1.0)
+    return {
+        "loss": loss,
+        "perplexity": float(math.exp(min(loss, 50.0))),
+        "accuracy": hit_sum / max(tokens, 1.0),
+        "tokens": int(tokens),
+    }
+
+
+class EvaluateLMEachEpoch(tf_keras.callbacks.Callback):
+    """`evaluate_lm` on validation data after each epoch, as `val_*` log entries."""
+
+    def __init__(self, ds: tf.data.Dataset):
+        super().__init__()
+        self.ds = ds
+        self.results: list[dict[str, float]] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        result = evaluate_lm(self.model, self.ds)
+        self.results.append(result)
+        if logs is not None:
+            logs.update({f"val_{k}": v for k, v in result.items() if k != "tokens"})
+
+
+def save_lm_folder(model, tokenizer, folder: Path) -> None:
+    """`save_pretrained` model and tokenizer into `folder`, replacing it whole."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=folder.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@register_task("lm")
+class LanguageModelTask:
+    """Causal language modelling: a corpus in, a GPT-2 and printed samples out."""
+
+    name = "lm"
+    defaults: dict = {
+        "model": "",
+        "dataset": "shakespeare",
+        "batch_size": 16,
+        "epochs": 1,
+        "learning_rate": 1e-3,
+        "warmup_ratio": 0.05,
+        "weight_decay": 0.1,
+        "n_layer": 4,
+        "n_head": 4,
+        "n_embd": 192,
+        "vocab_size": 4096,
+        "block_size": 128,
+    }
+
+    def run(self, config: TrainConfig) -> dict:
+        """Trains, evaluates and saves a language model; returns the metrics in metrics.json.
+
+        Example:
+          >>> metrics = LanguageModelTask().run(TrainConfig.for_task("lm"))  # doctest: +SKIP
+          >>> metrics["validation"]["perplexity"]  # doctest: +SKIP
+        """
+        config = config.resolved()
+        _check_numbers(config)
+        started = time.perf_counter()
+        tf_keras.utils.set_random_seed(config.seed)
+        text = corpus.load_corpus(
+            dataset=config.dataset,
+            train_file=config.train_file,
+            validation_file=config.validation_file,
+            text_column=config.text_column,
+            seed=config.seed,
+        )
+        workdir = Path(config.workdir)
+        scratch = Path(tempfile.mkdtemp(prefix="tfhf-"))
+        try:
+            if config.model:
+                folder = loading.resolve_model(config.model)
+                tokenizer = bpe.load_bpe(folder)
+                model = loading.load_causal_lm(folder)
+                print(f"tfhf: fine-tuning the language model from {folder}", flush=True)
+                if config.block_size > model.config.n_positions:
+                    raise TfhfError(
+                        f"--block_size={config.block_size} exceeds the model's "
+                        f"{model.config.n_positions} positions"
+                    )
+            else:
+                print(
+                    f"tfhf: training a byte-level BPE tokenizer (vocab {config.vocab_size}) "
+                    "on the training text",
+                    flush=True,
+                )
+                tokenizer = bpe.train_bpe(
+                    text.train, vocab_size=config.vocab_size, folder=scratch / "tokenizer"
+                )
+                model = new_gpt2(config, tokenizer)
+            train_ids = bpe.encode_documents(tokenizer, text.train)
+            val_ids = bpe.encode_documents(tokenizer, text.validation)
+            if len(train_ids) <= config.block_size:
+                raise TfhfError(
+                    f"{text.description}: the training text is {len(train_ids)} "
+                    f"tokens, shorter than one block of {config.block_size + 1}"
+                )
+            print(
+                f"tfhf: corpus {text.description}: {len(train_ids):,} training tokens, "
+                f"{len(val_ids):,} validation tokens",
+                flush=True,
+            )
+
+            try:
+                workdir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise TfhfError(f"cannot create workdir {workdir}: {e.strerror}") from None
+            (workdir / "metrics.json").unlink(missing_ok=True)
+            (workdir / "flags.txt").write_text(config.to_flagfile())
+
+            pad_id = tokenizer.eos_token_id
+            train_ds = pipeline.lm_dataset(
+                train_ids,
+                block_size=config.block_size,
+                batch_size=config.batch_size,
+                pad_id=pad_id,
+                training=True,
+                seed=config.seed,
+            )
+            val_ds = pipeline.lm_dataset(
+                val_ids,
+                block_size=config.block_size,
+                batch_size=config.batch_size,
+                pad_id=pad_id,
+                training=False,
+            )
+            blocks = len(train_ids) // (config.block_size + 1)
+            steps_per_epoch = max(1, blocks // config.batch_size)
+            if config.max_steps_per_epoch:
+                steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+            model.compile(
+                optimizer=adamw(
+                    learning_rate=config.learning_rate,
+                    total_steps=steps_per_epoch * config.epochs,
+                    warmup_ratio=config.warmup_ratio,
+                    weight_decay=config.weight_decay,
+                ),
+                loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            )
+            print(
+                f"tfhf: training {config.epochs} epoch(s) x {steps_per_epoch} steps, batch "
+                f"{config.batch_size} x {config.block_size} tokens, "
+                f"{model.count_params():,} parameters",
+                flush=True,
+            )
+            meter = callbacks.Throughput()
+            validating = EvaluateLMEachEpoch(val_ds)
+            best = callbacks.KeepBestWeights("val_loss", "min")
+            cbs = [
+                meter,
+                validating,
+                best,
+                tf_keras.callbacks.TensorBoard(log_dir=str(workdir / "logs"), update_freq=50),
+            ]
+            interactive = sys.stdout.isatty()
+            if not interactive:
+                cbs.append(
+                    callbacks.ProgressLog(
+                        steps_per_epoch=steps_per_epoch,
+                        epochs=config.epochs,
+                        batch_size=config.batch_size,
+                        unit="tokens",
+                        units_per_example=config.block_size,
+                    )
+                )
+            history = model.fit(
+                train_ds,
+                epochs=config.epochs,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=cbs,
+                verbose=1 if interactive else 0,
+            )
+            losses = history.history["loss"]
+            if not np.all(np.isfinite(losses)):
+                raise TfhfError(
+                    f"training diverged: loss became {losses[-1]}; try a lower --learning_rate"
+                )
+            validation = validating.results[best.best_epoch]
+            save_lm_folder(model, tokenizer, workdir / "model")
+
+            generator = Generator(model, tokenizer)
+            max_new = min(80, model.config.n_positions - 8)
+            samples = generator(
+                list(SAMPLE_PROMPTS),
+                GenerationSettings(
+                    max_new_tokens=max_new,
+                    decoding="sample",
+                    temperature=0.8,
+                    top_k=40,
+                    seed=config.seed,
+                ),
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+        metrics = {
+            "task": self.name,
+            "model": config.model or "gpt2 from scratch",
+            "data": text.description,
+            "parameters": int(model.count_params()),
+            "validation": validation,
+            "train_tokens_per_second": round(
+                meter.steps * config.batch_size * config.block_size / max(meter.seconds, 1e-9), 1
+            ),
+            "train_loss_per_epoch": [float(v) for v in losses],
+            "best_epoch": best.best_epoch + 1,
+            "samples": {p: s[0] for p, s in zip(SAMPLE_PROMPTS, samples, strict=True)},
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "config": dataclasses.asdict(config),
+        }
+        tmp = workdir / "metrics.json.tmp"
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+        tmp.replace(workdir / "metrics.json")
+        for prompt, continuation in metrics["samples"].items():
+            print(f"--- sample ---\n{prompt}{continuation}\n", flush=True)
+        print(
+            f"tfhf: validation loss {validation['loss']:.4f}, perplexity "
+            f"{validation['perplexity']:.2f}; workdir {workdir}",
+            flush=True,
+        )
+        return metrics
