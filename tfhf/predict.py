@@ -34,13 +34,13 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)
     try:
-        from tfhf.data.sources import read_text_file
+        from tfhf.data.sources import read_texts
 
         if not _MODEL_DIR.value:
             raise TfhfError("--model_dir is required")
         texts = list(_TEXT.value)
         if _INPUT_FILE.value:
-            texts += read_text_file(_INPUT_FILE.value, text_column=_TEXT_COLUMN.value)
+            texts += read_texts(_INPUT_FILE.value, text_column=_TEXT_COLUMN.value)
         if not texts:
             raise TfhfError("nothing to predict: give --text (repeatable) or --input_file")
         if _BATCH_SIZE.value < 1:

@@ -92,11 +92,11 @@ def test_user_corpus_holds_out_validation_and_refuses_bad_files(tmp_path):
     assert not set(split.train) & set(split.validation)
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n")
-    with pytest.raises(TfhfError, match="empty.txt: corpus is empty"):
+    with pytest.raises(TfhfError, match="empty.txt: file is empty"):
         corpus.load_corpus(dataset="", train_file=str(empty))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"body": "no text"}\n')
-    with pytest.raises(TfhfError, match="bad.jsonl:2: no 'text' field"):
+    with pytest.raises(TfhfError, match="bad.jsonl:2: no column 'text'"):
         corpus.load_corpus(dataset="", train_file=str(bad))
     with pytest.raises(TfhfError, match="unknown corpus 'wikipedia'"):
         corpus.load_corpus(dataset="wikipedia")

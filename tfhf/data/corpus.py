@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
+from tfhf.data.sources import read_texts
 from tfhf.errors import TfhfError
 
 PACKAGED_CORPORA = ("shakespeare",)
@@ -82,34 +82,9 @@ def load_shakespeare() -> Corpus:
 
 
 def read_documents(path: str | Path, *, text_column: str = "text") -> list[str]:
-    """Documents from a .txt file (the whole file is one) or a .jsonl file (one per line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise TfhfError(f"{path}: file not found")
-    try:
-        content = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise TfhfError(f"{path}: not valid UTF-8 text (byte offset {e.start})") from None
-    suffix = path.suffix.lower()
-    if suffix == ".txt":
-        documents = [content] if content.strip() else []
-    elif suffix in (".jsonl", ".json"):
-        documents = []
-        for number, line in enumerate(content.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TfhfError(f"{path}:{number}: invalid JSON: {e.msg}") from None
-            if not isinstance(row, dict) or text_column not in row:
-                raise TfhfError(f"{path}:{number}: no '{text_column}' field")
-            if not isinstance(row[text_column], str):
-                raise TfhfError(f"{path}:{number}: '{text_column}' is not a string")
-            if row[text_column].strip():
-                documents.append(row[text_column])
-    else:
-        raise TfhfError(f"{path}: unsupported extension '{suffix}' (use .txt or .jsonl)")
+    """Documents from a .txt file (the whole file is one) or a CSV/TSV/JSONL file (one per row,
+    text in `text_column`)."""
+    documents = [d for d in read_texts(path, text_column=text_column, whole_file=True) if d.strip()]
     if not documents:
         raise TfhfError(f"{path}: corpus is empty")
     return documents

@@ -47,21 +47,27 @@ class ClassificationData:
 # --- user files ------------------------------------------------------------------------------
 
 
-def _read_rows(path: Path) -> list[tuple[int, dict]]:
-    """(line number, row) pairs from a CSV, TSV or JSONL file, chosen by extension."""
+def read_utf8(path: Path) -> str:
+    """The text of `path`, refusing a missing, non-UTF-8 or blank file in one line."""
     if not path.exists():
         raise TfhfError(f"{path}: file not found")
     if not path.is_file():
         raise TfhfError(f"{path}: not a file")
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".tsv", ".jsonl", ".json"):
-        raise TfhfError(f"{path}: unsupported extension '{suffix}' (use .csv, .tsv or .jsonl)")
     try:
         content = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise TfhfError(f"{path}: not valid UTF-8 text (byte offset {e.start})") from None
     if not content.strip():
         raise TfhfError(f"{path}: file is empty")
+    return content
+
+
+def read_rows(path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) pairs from a CSV, TSV or JSONL file, chosen by extension."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".jsonl", ".json"):
+        raise TfhfError(f"{path}: unsupported extension '{suffix}' (use .csv, .tsv or .jsonl)")
+    content = read_utf8(path)
     rows: list[tuple[int, dict]] = []
     if suffix in (".csv", ".tsv"):
         # newline="" keeps line breaks inside quoted CSV fields; TSV has no quoting at all.
@@ -109,7 +115,7 @@ def read_text_label_file(
 ) -> tuple[list[str], list[str], list[int]]:
     """Texts, raw labels (as strings) and source line numbers from one file."""
     path = Path(path)
-    rows = _read_rows(path)
+    rows = read_rows(path)
     texts, labels, lines = [], [], []
     for number, row in rows:
         text = _column(path, rows, text_column, number, row)
@@ -124,21 +130,19 @@ def read_text_label_file(
     return texts, labels, lines
 
 
-def read_text_file(path: str | Path, *, text_column: str) -> list[str]:
-    """Texts to predict on: one per line for .txt, else the text column of CSV/TSV/JSONL."""
+def read_texts(path: str | Path, *, text_column: str, whole_file: bool = False) -> list[str]:
+    """Texts from a file: for .txt one per line (or the whole file as one text with
+    `whole_file`), else the `text_column` of each row of a CSV, TSV or JSONL file."""
     path = Path(path)
     if path.suffix.lower() == ".txt":
-        if not path.is_file():
-            raise TfhfError(f"{path}: file not found")
-        try:
-            texts = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-        except UnicodeDecodeError as e:
-            raise TfhfError(f"{path}: not valid UTF-8 text (byte offset {e.start})") from None
-        if not texts:
-            raise TfhfError(f"{path}: file is empty")
-        return texts
-    rows = _read_rows(path)
-    return [str(_column(path, rows, text_column, n, row)) for n, row in rows]
+        content = read_utf8(path)
+        return [content] if whole_file else [t for t in content.splitlines() if t.strip()]
+    rows = read_rows(path)
+    texts = [_column(path, rows, text_column, n, row) for n, row in rows]
+    for (number, _), text in zip(rows, texts, strict=True):
+        if not isinstance(text, str):
+            raise TfhfError(f"{path}:{number}: '{text_column}' is not a string")
+    return texts
 
 
 def label_vocabulary(labels: list[str]) -> list[str]:

@@ -5,25 +5,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import tf_keras
 
 from tfhf.config import TrainConfig
 from tfhf.data import pipeline, sources
 from tfhf.data.bert_preprocessor import BertPreprocessor
 from tfhf.errors import TfhfError
+from tfhf.files import replace_folder, write_text_atomically
 from tfhf.models import loading
 from tfhf.serving.export import export_classifier
 from tfhf.tasks.registry import register_task
-from tfhf.training import callbacks
 from tfhf.training.evaluation import EvaluateEachEpoch, evaluate
+from tfhf.training.fit import fit
 from tfhf.training.optimizer import adamw
 
 PREPROCESSING_FILE = "tfhf_preprocessing.json"
@@ -52,40 +50,25 @@ def _check_numbers(config: TrainConfig) -> None:
         raise TfhfError("; ".join(problems))
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_model_folder(
     model, preprocessor: BertPreprocessor, vocab_file: Path, folder: Path
 ) -> None:
     """`save_pretrained` model and tokenizer into `folder`, replacing it whole."""
     from transformers import BertTokenizerFast
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=folder.parent))
-    try:
+    def fill(staging: Path) -> None:
         model.save_pretrained(staging)
-        BertTokenizerFast(
+        tokenizer = BertTokenizerFast(
             vocab_file=str(vocab_file), do_lower_case=preprocessor.lower_case
-        ).save_pretrained(staging)
-        (staging / PREPROCESSING_FILE).write_text(
-            json.dumps(
-                {
-                    "max_seq_length": preprocessor.max_seq_length,
-                    "lower_case": preprocessor.lower_case,
-                },
-                indent=2,
-            )
-            + "\n"
         )
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        tokenizer.save_pretrained(staging)
+        settings = {
+            "max_seq_length": preprocessor.max_seq_length,
+            "lower_case": preprocessor.lower_case,
+        }
+        (staging / PREPROCESSING_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+    replace_folder(folder, fill)
 
 
 def load_model_folder(folder: Path):
@@ -195,7 +178,7 @@ class ClassifyTask:
             except OSError as e:
                 raise TfhfError(f"cannot create workdir {workdir}: {e.strerror}") from None
             (workdir / "metrics.json").unlink(missing_ok=True)
-            _write_atomically(workdir / "flags.txt", config.to_flagfile())
+            write_text_atomically(workdir / "flags.txt", config.to_flagfile())
 
             train_ds, val_ds, test_ds = self.build_datasets(config, data, preprocessor)
             steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
@@ -208,41 +191,23 @@ class ClassifyTask:
                 flush=True,
             )
 
-            meter = callbacks.Throughput()
             # Validation through `evaluate` rather than Keras' own pass: it also gives macro-F1,
             # and the best epoch's figures need no second pass at the end.
             validating = EvaluateEachEpoch(val_ds, len(data.label_names))
-            best = callbacks.KeepBestWeights("val_accuracy", "max")
-            cbs = [
-                meter,
-                validating,
-                best,
-                tf_keras.callbacks.TensorBoard(log_dir=str(workdir / "logs"), update_freq=50),
-            ]
-            interactive = sys.stdout.isatty()
-            if not interactive:
-                cbs.append(
-                    callbacks.ProgressLog(
-                        steps_per_epoch=steps_per_epoch,
-                        epochs=config.epochs,
-                        batch_size=config.batch_size,
-                    )
-                )
-            history = model.fit(
+            trained = fit(
+                model,
                 train_ds,
                 epochs=config.epochs,
                 steps_per_epoch=steps_per_epoch,
-                callbacks=cbs,
-                verbose=1 if interactive else 0,
+                batch_size=config.batch_size,
+                validation=validating,
+                monitor="val_accuracy",
+                mode="max",
+                log_dir=workdir / "logs",
             )
-            losses = history.history["loss"]
-            if not np.all(np.isfinite(losses)):
-                raise TfhfError(
-                    f"training diverged: loss became {losses[-1]}; try a lower --learning_rate"
-                )
 
             print("tfhf: evaluating on the test split", flush=True)
-            validation = validating.results[best.best_epoch]
+            validation = validating.results[trained.best_epoch]
             test = evaluate(model, test_ds, len(data.label_names))
             save_model_folder(model, preprocessor, vocab_file, workdir / "model")
             version_dir = export_classifier(
@@ -259,15 +224,15 @@ class ClassifyTask:
             "validation": validation,
             "test": test,
             "train_examples_per_second": round(
-                meter.steps * config.batch_size / max(meter.seconds, 1e-9), 2
+                trained.steps * config.batch_size / max(trained.seconds, 1e-9), 2
             ),
-            "train_loss_per_epoch": [float(v) for v in losses],
-            "best_epoch": best.best_epoch + 1,
+            "train_loss_per_epoch": trained.losses,
+            "best_epoch": trained.best_epoch + 1,
             "export": str(version_dir),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "config": dataclasses.asdict(config),
         }
-        _write_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        write_text_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         print(
             f"tfhf: validation accuracy {validation['accuracy']:.4f}, test accuracy "
             f"{test['accuracy']:.4f}, test macro-F1 {test['macro_f1']:.4f}",

@@ -6,22 +6,21 @@ import dataclasses
 import json
 import math
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from tfhf.config import TrainConfig
 from tfhf.data import bpe, corpus, pipeline
 from tfhf.errors import TfhfError
+from tfhf.files import replace_folder, write_text_atomically
 from tfhf.generation.generator import GenerationSettings, Generator
 from tfhf.models import loading
 from tfhf.tasks.registry import register_task
-from tfhf.training import callbacks
+from tfhf.training.fit import fit
 from tfhf.training.optimizer import adamw
 
 SAMPLE_PROMPTS = ("KING.\n", "ROMEO.\n", "Enter")
@@ -114,16 +113,12 @@ class EvaluateLMEachEpoch(tf_keras.callbacks.Callback):
 
 def save_lm_folder(model, tokenizer, folder: Path) -> None:
     """`save_pretrained` model and tokenizer into `folder`, replacing it whole."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=folder.parent))
-    try:
+
+    def fill(staging: Path) -> None:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    replace_folder(folder, fill)
 
 
 @register_task("lm")
@@ -205,7 +200,7 @@ class LanguageModelTask:
             except OSError as e:
                 raise TfhfError(f"cannot create workdir {workdir}: {e.strerror}") from None
             (workdir / "metrics.json").unlink(missing_ok=True)
-            (workdir / "flags.txt").write_text(config.to_flagfile())
+            write_text_atomically(workdir / "flags.txt", config.to_flagfile())
 
             pad_id = tokenizer.eos_token_id
             train_ds = pipeline.lm_dataset(
@@ -242,39 +237,21 @@ class LanguageModelTask:
                 f"{model.count_params():,} parameters",
                 flush=True,
             )
-            meter = callbacks.Throughput()
             validating = EvaluateLMEachEpoch(val_ds)
-            best = callbacks.KeepBestWeights("val_loss", "min")
-            cbs = [
-                meter,
-                validating,
-                best,
-                tf_keras.callbacks.TensorBoard(log_dir=str(workdir / "logs"), update_freq=50),
-            ]
-            interactive = sys.stdout.isatty()
-            if not interactive:
-                cbs.append(
-                    callbacks.ProgressLog(
-                        steps_per_epoch=steps_per_epoch,
-                        epochs=config.epochs,
-                        batch_size=config.batch_size,
-                        unit="tokens",
-                        units_per_example=config.block_size,
-                    )
-                )
-            history = model.fit(
+            trained = fit(
+                model,
                 train_ds,
                 epochs=config.epochs,
                 steps_per_epoch=steps_per_epoch,
-                callbacks=cbs,
-                verbose=1 if interactive else 0,
+                batch_size=config.batch_size,
+                validation=validating,
+                monitor="val_loss",
+                mode="min",
+                log_dir=workdir / "logs",
+                unit="tokens",
+                units_per_example=config.block_size,
             )
-            losses = history.history["loss"]
-            if not np.all(np.isfinite(losses)):
-                raise TfhfError(
-                    f"training diverged: loss became {losses[-1]}; try a lower --learning_rate"
-                )
-            validation = validating.results[best.best_epoch]
+            validation = validating.results[trained.best_epoch]
             save_lm_folder(model, tokenizer, workdir / "model")
 
             generator = Generator(model, tokenizer)
@@ -299,17 +276,16 @@ class LanguageModelTask:
             "parameters": int(model.count_params()),
             "validation": validation,
             "train_tokens_per_second": round(
-                meter.steps * config.batch_size * config.block_size / max(meter.seconds, 1e-9), 1
+                trained.steps * config.batch_size * config.block_size / max(trained.seconds, 1e-9),
+                1,
             ),
-            "train_loss_per_epoch": [float(v) for v in losses],
-            "best_epoch": best.best_epoch + 1,
+            "train_loss_per_epoch": trained.losses,
+            "best_epoch": trained.best_epoch + 1,
             "samples": {p: s[0] for p, s in zip(SAMPLE_PROMPTS, samples, strict=True)},
             "wall_seconds": round(time.perf_counter() - started, 1),
             "config": dataclasses.asdict(config),
         }
-        tmp = workdir / "metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-        tmp.replace(workdir / "metrics.json")
+        write_text_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         for prompt, continuation in metrics["samples"].items():
             print(f"--- sample ---\n{prompt}{continuation}\n", flush=True)
         print(
