@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tfhf.config import TrainConfig
 from tfhf.data import bpe, corpus
@@ -121,6 +123,13 @@ def tiny_bpe(tmp_path_factory):
     ],
 )
 def test_bpe_round_trips_any_text(tiny_bpe, text):
+    ids = tiny_bpe(text, add_special_tokens=False)["input_ids"]
+    assert tiny_bpe.decode(ids) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60))
+def test_bpe_round_trips_arbitrary_unicode(tiny_bpe, text):
     ids = tiny_bpe(text, add_special_tokens=False)["input_ids"]
     assert tiny_bpe.decode(ids) == text
 
