@@ -54,6 +54,26 @@ class TrainConfig:
             export_dir=self.export_dir or str(Path("savedmodels") / self.task),
         )
 
+    def training_problems(self) -> list[str]:
+        """What is wrong with the flags every task trains with, one phrase per problem."""
+        problems = [
+            f"--{name} must be positive, got {getattr(self, name)}"
+            for name in ("batch_size", "epochs")
+            if getattr(self, name) < 1
+        ]
+        if self.max_steps_per_epoch < 0:
+            problems.append(
+                f"--max_steps_per_epoch must be 0 (whole epoch) or positive, "
+                f"got {self.max_steps_per_epoch}"
+            )
+        if not self.learning_rate > 0:
+            problems.append(f"--learning_rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0:
+            problems.append(f"--weight_decay must not be negative, got {self.weight_decay}")
+        return problems
+
     def to_flagfile(self) -> str:
         """The config as absl flagfile lines, one `--name=value` per field."""
         lines = [f"--{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)]

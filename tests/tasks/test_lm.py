@@ -186,3 +186,20 @@ def test_corpus_shorter_than_one_block_is_refused(tmp_path):
     with pytest.raises(TfhfError, match="shorter than one block of 33"):
         run(lm_config(tmp_path, text, vocab_size=260))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(block_size=1), "--block_size must be at least 2"),
+        (dict(n_embd=30, n_head=4), r"--n_embd \(30\) must be a multiple of --n_head \(4\)"),
+        (dict(learning_rate=0.0), "--learning_rate must be positive"),
+        (dict(epochs=0, batch_size=0), "--batch_size must be positive.*--epochs must be positive"),
+    ],
+)
+def test_bad_lm_settings_are_refused_before_anything_is_written(tmp_path, overrides, message):
+    text = tmp_path / "verse.txt"
+    text.write_text(VERSE * 10)
+    with pytest.raises(TfhfError, match=message):
+        run(lm_config(tmp_path, text, **overrides))
+    assert not (tmp_path / "run").exists()

@@ -28,22 +28,7 @@ PREPROCESSING_FILE = "tfhf_preprocessing.json"
 
 
 def _check_numbers(config: TrainConfig) -> None:
-    problems = []
-    if config.batch_size < 1:
-        problems.append(f"--batch_size must be positive, got {config.batch_size}")
-    if config.epochs < 1:
-        problems.append(f"--epochs must be positive, got {config.epochs}")
-    if config.max_steps_per_epoch < 0:
-        problems.append(
-            f"--max_steps_per_epoch must be 0 (whole epoch) or positive, "
-            f"got {config.max_steps_per_epoch}"
-        )
-    if not config.learning_rate > 0:
-        problems.append(f"--learning_rate must be positive, got {config.learning_rate}")
-    if not 0 <= config.warmup_ratio < 1:
-        problems.append(f"--warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
-    if config.weight_decay < 0:
-        problems.append(f"--weight_decay must not be negative, got {config.weight_decay}")
+    problems = config.training_problems()
     if not 3 <= config.max_seq_length <= 512:
         problems.append(f"--max_seq_length must be in [3, 512], got {config.max_seq_length}")
     if problems:

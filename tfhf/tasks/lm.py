@@ -27,24 +27,19 @@ SAMPLE_PROMPTS = ("KING.\n", "ROMEO.\n", "Enter")
 
 
 def _check_numbers(config: TrainConfig) -> None:
-    problems = []
-    for name in ("batch_size", "epochs", "block_size", "n_layer", "n_head", "n_embd"):
-        if getattr(config, name) < 1:
-            problems.append(f"--{name} must be positive, got {getattr(config, name)}")
+    problems = config.training_problems()
     if config.block_size < 2:
         problems.append(f"--block_size must be at least 2, got {config.block_size}")
-    if config.max_steps_per_epoch < 0:
-        problems.append(
-            f"--max_steps_per_epoch must be 0 or positive, got {config.max_steps_per_epoch}"
-        )
-    if not config.learning_rate > 0:
-        problems.append(f"--learning_rate must be positive, got {config.learning_rate}")
-    if not 0 <= config.warmup_ratio < 1:
-        problems.append(f"--warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
-    if not config.model and config.n_embd % max(config.n_head, 1):
-        problems.append(
-            f"--n_embd ({config.n_embd}) must be a multiple of --n_head ({config.n_head})"
-        )
+    if not config.model:
+        problems += [
+            f"--{name} must be positive, got {getattr(config, name)}"
+            for name in ("n_layer", "n_head", "n_embd")
+            if getattr(config, name) < 1
+        ]
+        if config.n_head >= 1 and config.n_embd % config.n_head:
+            problems.append(
+                f"--n_embd ({config.n_embd}) must be a multiple of --n_head ({config.n_head})"
+            )
     if problems:
         raise TfhfError("; ".join(problems))
 
