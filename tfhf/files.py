@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from tfhf.errors import TfhfError
+
 
 def write_text_atomically(path: Path, text: str) -> None:
     """Writes `text` to `path` through a temporary sibling and a rename."""
@@ -31,3 +33,14 @@ def replace_folder(folder: Path, fill: Callable[[Path], None]) -> None:
         os.replace(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def open_workdir(workdir: Path, flagfile: str) -> None:
+    """Creates the run folder, retracts any earlier run's completion mark (metrics.json),
+    and records the flags the run was started with."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TfhfError(f"cannot create workdir {workdir}: {e.strerror}") from None
+    (workdir / "metrics.json").unlink(missing_ok=True)
+    write_text_atomically(workdir / "flags.txt", flagfile)

@@ -175,3 +175,12 @@ def test_validation_figures_are_those_of_the_kept_epoch(trained):
     again = evaluate(model, ds, len(names))
     assert again["accuracy"] == metrics["validation"]["accuracy"]
     assert abs(again["loss"] - metrics["validation"]["loss"]) < 1e-4
+
+
+def test_a_workdir_that_cannot_be_created_is_refused(tiny_model_dir, tiny_data, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    config = tiny_config(tiny_model_dir, tiny_data, tmp_path, workdir=str(blocker / "run"))
+    with pytest.raises(TfhfError, match="cannot create workdir"):
+        ClassifyTask().run(config)
+    assert not (tmp_path / "export").exists()

@@ -16,7 +16,7 @@ from tfhf.config import TrainConfig
 from tfhf.data import pipeline, sources
 from tfhf.data.bert_preprocessor import BertPreprocessor
 from tfhf.errors import TfhfError
-from tfhf.files import replace_folder, write_text_atomically
+from tfhf.files import open_workdir, replace_folder, write_text_atomically
 from tfhf.models import loading
 from tfhf.serving.export import export_classifier
 from tfhf.tasks.registry import register_task
@@ -158,12 +158,7 @@ class ClassifyTask:
                     f"{limit} positions"
                 )
 
-            try:
-                workdir.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise TfhfError(f"cannot create workdir {workdir}: {e.strerror}") from None
-            (workdir / "metrics.json").unlink(missing_ok=True)
-            write_text_atomically(workdir / "flags.txt", config.to_flagfile())
+            open_workdir(workdir, config.to_flagfile())
 
             train_ds, val_ds, test_ds = self.build_datasets(config, data, preprocessor)
             steps_per_epoch = math.ceil(len(data.train) / config.batch_size)

@@ -16,7 +16,7 @@ import tf_keras
 from tfhf.config import TrainConfig
 from tfhf.data import bpe, corpus, pipeline
 from tfhf.errors import TfhfError
-from tfhf.files import replace_folder, write_text_atomically
+from tfhf.files import open_workdir, replace_folder, write_text_atomically
 from tfhf.generation.generator import GenerationSettings, Generator
 from tfhf.models import loading
 from tfhf.tasks.registry import register_task
@@ -190,12 +190,7 @@ class LanguageModelTask:
                 flush=True,
             )
 
-            try:
-                workdir.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise TfhfError(f"cannot create workdir {workdir}: {e.strerror}") from None
-            (workdir / "metrics.json").unlink(missing_ok=True)
-            write_text_atomically(workdir / "flags.txt", config.to_flagfile())
+            open_workdir(workdir, config.to_flagfile())
 
             pad_id = tokenizer.eos_token_id
             train_ds = pipeline.lm_dataset(
