@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,40 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return folder
 
 
+LM_TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
+
+
+@pytest.fixture(scope="session")
+def lm_text() -> str:
+    """The text `tiny_lm`'s tokenizer was trained on."""
+    return LM_TEXT
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    """(a random-init 2-layer GPT-2 with a 64-token context, its byte-level BPE tokenizer)."""
+    import tensorflow as tf
+    from transformers import GPT2Config, TFGPT2LMHeadModel
+
+    from tfhf.data import bpe
+
+    tf.keras.utils.set_random_seed(0)
+    tokenizer = bpe.train_bpe([LM_TEXT * 30], vocab_size=280, folder=tmp_path_factory.mktemp("tok"))
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        initializer_range=0.5,  # peaked logits, so greedy text is not a near-tie coin toss
+    )
+    model = TFGPT2LMHeadModel(config)
+    model(model.dummy_inputs)
+    return model, tokenizer
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
     """train/validation/test CSVs of `make_texts` rows."""
@@ -101,3 +137,38 @@ def run_module(
         text=True,
         timeout=timeout,
     )
+
+
+# Prints the ops, of those named on stdin, that plain TensorFlow does not register.
+_NON_CORE = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    from tensorflow.python.framework import op_def_registry
+    ops = json.loads(sys.stdin.read())
+    print(json.dumps(sorted(op for op in ops if op_def_registry.get(op) is None)))
+""")
+
+
+@pytest.fixture(scope="session")
+def non_core_ops():
+    """A function: SavedModel folder -> the ops its graph uses that core TensorFlow lacks."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    def ops_outside_core(version_dir: Path) -> set[str]:
+        saved = saved_model_pb2.SavedModel()
+        saved.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+        graph = saved.meta_graphs[0].graph_def
+        ops = {node.op for node in graph.node}
+        ops |= {node.op for f in graph.library.function for node in f.node_def}
+        proc = subprocess.run(
+            [sys.executable, "-c", _NON_CORE],
+            input=json.dumps(sorted(ops)),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+    return ops_outside_core

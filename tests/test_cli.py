@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import tensorflow as tf
 from conftest import run_module
 
 
@@ -143,6 +144,33 @@ def test_lm_cli_trains_and_generate_repeats_itself_for_a_seed(lm_cli_run):
     assert first.returncode == 0, first.stderr[-3000:]
     assert first.stdout == second.stdout
     assert first.stdout.startswith("ROMEO.") and "O Romeo, Romeo" in first.stdout
+
+
+def test_lm_cli_export_continues_prompts_as_generate_does(lm_cli_run):
+    tmp, proc = lm_cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp / "run" / "metrics.json").read_text())
+    version_dir = tmp / metrics["export"]
+    assert version_dir == tmp / "savedmodels" / "lm" / "1"
+    prompts = ["ROMEO.", "O Romeo, Romeo", "JULIET.\nO"]
+    greedy = run_module(
+        "tfhf.generate",
+        f"--model_dir={tmp / 'run'}",
+        *[f"--prompt={p}" for p in prompts],
+        "--max_new_tokens=12",
+    )
+    assert greedy.returncode == 0, greedy.stderr[-3000:]
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    controls = dict(
+        max_new_tokens=tf.constant([12]),
+        temperature=tf.constant([0.0]),
+        top_k=tf.constant([0]),
+        top_p=tf.constant([1.0]),
+        seed=tf.constant([0]),
+    )
+    texts = serve(prompt=tf.constant(prompts), **controls)["text"].numpy()
+    expected = "".join(f"{p}{t.decode()}\n\n" for p, t in zip(prompts, texts, strict=True))
+    assert greedy.stdout == expected
 
 
 def test_generate_cli_refuses_an_overlong_request(lm_cli_run):

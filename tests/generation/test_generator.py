@@ -6,32 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfhf.data import bpe
 from tfhf.errors import TfhfError
 from tfhf.generation.generator import GenerationSettings, Generator, bucket_length
-
-TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    from transformers import GPT2Config, TFGPT2LMHeadModel
-
-    tf.keras.utils.set_random_seed(0)
-    tokenizer = bpe.train_bpe([TEXT * 30], vocab_size=280, folder=tmp_path_factory.mktemp("tok"))
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=64,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        initializer_range=0.5,
-    )
-    model = TFGPT2LMHeadModel(config)
-    model(model.dummy_inputs)
-    return model, tokenizer
 
 
 def test_greedy_is_deterministic_and_matches_eager(tiny_lm):
@@ -106,10 +82,10 @@ def test_beam_search_returns_the_best_scoring_sequence(tiny_lm):
     assert scores[0] == pytest.approx(max(scores), abs=1e-4)
 
 
-def test_prompts_of_ten_lengths_compile_once_per_bucket(tiny_lm):
+def test_prompts_of_ten_lengths_compile_once_per_bucket(tiny_lm, lm_text):
     model, tokenizer = tiny_lm
     gen = Generator(model, tokenizer)
-    words = TEXT.split()
+    words = lm_text.split()
     prompts = [" ".join(words[:n]) for n in range(1, 11)]
     lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
     assert len(set(lengths)) >= 5

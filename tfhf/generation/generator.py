@@ -187,5 +187,11 @@ class Generator:
             row = row.tolist()
             if self.tokenizer.eos_token_id in row:
                 row = row[: row.index(self.tokenizer.eos_token_id)]
-            texts.append(self.tokenizer.decode(row, skip_special_tokens=False))
+            # No clean-up of spaces before punctuation: the text is what the model wrote,
+            # and the SavedModel's in-graph detokenizer gives the same.
+            texts.append(
+                self.tokenizer.decode(
+                    row, skip_special_tokens=False, clean_up_tokenization_spaces=False
+                )
+            )
         return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 from transformers.generation.tf_logits_process import TFLogitsProcessor
 
-_BLOCKED = -1e9  # finite, so no step ever sees inf - inf
+BLOCKED = -1e9  # finite, so no step ever sees inf - inf
 
 
 class SeededSampling(TFLogitsProcessor):
@@ -34,23 +34,40 @@ class SeededSampling(TFLogitsProcessor):
         self.top_p.assign(top_p)
 
     def __call__(self, input_ids: tf.Tensor, scores: tf.Tensor, cur_len) -> tf.Tensor:
-        scores = tf.cast(scores, tf.float32) / self.temperature
-        vocab = tf.shape(scores)[-1]
-        ranked = tf.sort(scores, direction="DESCENDING", axis=-1)
-        k = tf.where(self.top_k > 0, tf.minimum(self.top_k, vocab), vocab)
-        kth = tf.gather(ranked, tf.fill([tf.shape(scores)[0]], k - 1), batch_dims=1)
-        scores = tf.where(scores < kth[:, None], _BLOCKED, scores)
-        # Nucleus: keep the likeliest tokens until their mass reaches top_p (at least one).
-        ranked = tf.sort(scores, direction="DESCENDING", axis=-1)
-        mass_before = tf.cumsum(tf.nn.softmax(ranked, axis=-1), axis=-1, exclusive=True)
-        kept = tf.reduce_sum(tf.cast(mass_before < self.top_p, tf.int32), axis=-1)
-        threshold = tf.gather(ranked, tf.maximum(kept, 1) - 1, batch_dims=1)
-        scores = tf.where(scores < threshold[:, None], _BLOCKED, scores)
+        scores = filter_scores(
+            scores, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p
+        )
         step_seed = tf.stack([self.seed, tf.cast(cur_len, tf.int32)])
         uniform = tf.random.stateless_uniform(
             tf.shape(scores), seed=step_seed, minval=1e-20, maxval=1.0
         )
-        choice = tf.argmax(
-            scores - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32
-        )
-        return tf.where(tf.one_hot(choice, vocab) > 0, 0.0, _BLOCKED)
+        choice = gumbel_choice(scores, uniform)
+        return tf.where(tf.one_hot(choice, tf.shape(scores)[-1]) > 0, 0.0, BLOCKED)
+
+
+def filter_scores(scores: tf.Tensor, *, temperature, top_k, top_p) -> tf.Tensor:
+    """Scores [batch, vocab] divided by the temperature, with every token outside the top-k
+    and the top-p nucleus blocked. The controls are scalars or one value per row; top_k 0
+    and top_p 1.0 switch their filter off."""
+    scores = tf.cast(scores, tf.float32)
+    rows, vocab = tf.shape(scores)[0], tf.shape(scores)[-1]
+    temperature = tf.broadcast_to(tf.cast(temperature, tf.float32), [rows])
+    top_k = tf.broadcast_to(tf.cast(top_k, tf.int32), [rows])
+    top_p = tf.broadcast_to(tf.cast(top_p, tf.float32), [rows])
+    scores = scores / temperature[:, None]
+    ranked = tf.sort(scores, direction="DESCENDING", axis=-1)
+    k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
+    kth = tf.gather(ranked, k - 1, batch_dims=1)
+    scores = tf.where(scores < kth[:, None], BLOCKED, scores)
+    # Nucleus: keep the likeliest tokens until their mass reaches top_p (at least one).
+    ranked = tf.sort(scores, direction="DESCENDING", axis=-1)
+    mass_before = tf.cumsum(tf.nn.softmax(ranked, axis=-1), axis=-1, exclusive=True)
+    kept = tf.reduce_sum(tf.cast(mass_before < top_p[:, None], tf.int32), axis=-1)
+    threshold = tf.gather(ranked, tf.maximum(kept, 1) - 1, batch_dims=1)
+    return tf.where(scores < threshold[:, None], BLOCKED, scores)
+
+
+def gumbel_choice(scores: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
+    """The token each row draws from softmax(scores), given uniform noise in (0, 1]
+    (the Gumbel-max trick: the noise decides, so the same noise gives the same token)."""
+    return tf.argmax(scores - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32)

@@ -82,10 +82,6 @@ def export_classifier(
 ) -> Path:
     """Writes a new version of the classifier under `export_dir` and returns its folder.
 
-    The SavedModel is written into a hidden temporary folder beside the versions
-    and renamed into place at the end, so TF Serving (which ignores non-integer
-    names) never sees a half-written version.
-
     Signatures:
       serving_default: `text` (string [batch]) -> `label` (string), `label_id`
         (int32) and `probabilities` (float32 [batch, num_labels]).
@@ -97,22 +93,32 @@ def export_classifier(
       >>> export_classifier(model, pre, labels, "savedmodels/classify")  # doctest: +SKIP
       PosixPath('savedmodels/classify/1')
     """
+    module = ClassifierServingModule(model, preprocessor, label_names)
+    return save_version(
+        module,
+        {
+            "serving_default": module.classify_text.get_concrete_function(),
+            "encoded": module.classify_encoded.get_concrete_function(),
+        },
+        export_dir,
+    )
+
+
+def save_version(module: tf.Module, signatures: dict, export_dir: str | Path) -> Path:
+    """Saves `module` as the next integer version under `export_dir`; returns its folder.
+
+    The SavedModel is written into a hidden temporary folder beside the versions
+    and renamed into place at the end, so TF Serving (which ignores non-integer
+    names) never sees a half-written version.
+    """
     export_dir = Path(export_dir)
     try:
         export_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise TfhfError(f"cannot create export folder {export_dir}: {e.strerror}") from None
-    module = ClassifierServingModule(model, preprocessor, label_names)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=export_dir))
     try:
-        tf.saved_model.save(
-            module,
-            str(staging),
-            signatures={
-                "serving_default": module.classify_text.get_concrete_function(),
-                "encoded": module.classify_encoded.get_concrete_function(),
-            },
-        )
+        tf.saved_model.save(module, str(staging), signatures=signatures)
         os.chmod(
             staging, 0o755
         )  # mkdtemp's 0700 would hide it from a server running as another user

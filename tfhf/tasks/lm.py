@@ -19,6 +19,7 @@ from tfhf.errors import TfhfError
 from tfhf.files import open_workdir, replace_folder, write_text_atomically
 from tfhf.generation.generator import GenerationSettings, Generator
 from tfhf.models import loading
+from tfhf.serving.lm_export import export_language_model
 from tfhf.tasks.registry import register_task
 from tfhf.training.fit import fit
 from tfhf.training.optimizer import adamw
@@ -243,6 +244,8 @@ class LanguageModelTask:
             )
             validation = validating.results[trained.best_epoch]
             save_lm_folder(model, tokenizer, workdir / "model")
+            print(f"tfhf: exporting the SavedModel to {config.export_dir}", flush=True)
+            version_dir = export_language_model(model, tokenizer, config.export_dir)
 
             generator = Generator(model, tokenizer)
             max_new = min(80, model.config.n_positions - 8)
@@ -272,6 +275,7 @@ class LanguageModelTask:
             "train_loss_per_epoch": trained.losses,
             "best_epoch": trained.best_epoch + 1,
             "samples": {p: s[0] for p, s in zip(SAMPLE_PROMPTS, samples, strict=True)},
+            "export": str(version_dir),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "config": dataclasses.asdict(config),
         }
@@ -280,7 +284,7 @@ class LanguageModelTask:
             print(f"--- sample ---\n{prompt}{continuation}\n", flush=True)
         print(
             f"tfhf: validation loss {validation['loss']:.4f}, perplexity "
-            f"{validation['perplexity']:.2f}; workdir {workdir}",
+            f"{validation['perplexity']:.2f}; workdir {workdir}; SavedModel {version_dir}",
             flush=True,
         )
         return metrics

@@ -1,0 +1,253 @@
+"""SavedModel export of a causal LM: a prompt in, its continuation out, all in the graph.
+
+The serving signature tokenizes with `ByteLevelBPE`, decodes token by token with
+the model's key/value cache, and detokenizes, so a client of TF Serving sends and
+receives plain strings. Generation controls are optional inputs with defaults
+(SignatureDef defaults, which TF Serving fills in for inputs a request leaves out).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfhf.errors import TfhfError
+from tfhf.generation.sampling import filter_scores, gumbel_choice
+from tfhf.serving.bpe_tokenizer import ByteLevelBPE
+from tfhf.serving.export import save_version
+
+DEFAULT_MAX_NEW_TOKENS = 64
+
+
+class LanguageModelServingModule(tf.Module):
+    """Prompt -> continuation, the exported form of a GPT-2 style causal LM.
+
+    `generate` takes `prompt` (string [batch]) and the optional controls
+    `max_new_tokens`, `temperature`, `top_k`, `top_p` and `seed`, each holding one
+    value for the whole batch or one per prompt. Temperature 0 (the default) is
+    greedy decoding; above 0 it samples, with top-k / top-p filtering and noise
+    drawn from (seed, step), so the same seed gives the same text. Generation stops
+    at the end-of-text token or after `max_new_tokens`; `text` holds the
+    continuation only.
+
+    Only the model's variables are tracked (see `ClassifierServingModule`).
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer: ByteLevelBPE,
+        *,
+        eos_id: int,
+        pad_id: int,
+        default_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ):
+        super().__init__(name="language_model")
+        self._forward = lambda **inputs: model(**inputs, use_cache=True, training=False)
+        self.weights = list(model.weights)
+        self.tokenizer = tokenizer
+        self.eos_id = eos_id
+        self.pad_id = pad_id
+        self.context = int(model.config.n_positions)
+        self.num_layers = int(model.config.n_layer)
+        if not 1 <= default_max_new_tokens < self.context:
+            raise TfhfError(
+                f"default max_new_tokens {default_max_new_tokens} must be in "
+                f"[1, {self.context - 1}] for a context of {self.context}"
+            )
+
+        # Tensors made here, eagerly, so that the SavedModel records them as the signature's
+        # defaults.
+        count = tf.constant([default_max_new_tokens], tf.int32)
+        zero, one = tf.constant([0], tf.int32), tf.constant([1.0])
+        greedy = tf.constant([0.0])
+
+        def generate(
+            prompt,
+            max_new_tokens=count,
+            temperature=greedy,
+            top_k=zero,
+            top_p=one,
+            seed=zero,
+        ):
+            text = self._generate(prompt, max_new_tokens, temperature, top_k, top_p, seed)
+            return {"text": text}
+
+        self.generate = tf.function(
+            generate,
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="prompt"),
+                tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
+                tf.TensorSpec([None], tf.float32, name="temperature"),
+                tf.TensorSpec([None], tf.int32, name="top_k"),
+                tf.TensorSpec([None], tf.float32, name="top_p"),
+                tf.TensorSpec([None], tf.int32, name="seed"),
+            ],
+        )
+
+    def _per_prompt(self, name: str, values: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
+        size = tf.size(values)
+        fits = tf.logical_or(tf.equal(size, 1), tf.equal(size, batch))
+        with tf.control_dependencies(
+            [_refuse_unless(fits, f"{name} must hold one value, or one per prompt")]
+        ):
+            return tf.broadcast_to(values, [batch])
+
+    def _generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+        batch = tf.shape(prompt)[0]
+        max_new_tokens = self._per_prompt("max_new_tokens", max_new_tokens, batch)
+        temperature = self._per_prompt("temperature", temperature, batch)
+        top_k = self._per_prompt("top_k", top_k, batch)
+        top_p = self._per_prompt("top_p", top_p, batch)
+        seed = self._per_prompt("seed", seed, batch)
+        ids = self.tokenizer.tokenize(prompt)
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        checks = [
+            _refuse_unless(max_new_tokens >= 1, "max_new_tokens must be at least 1"),
+            _refuse_unless(temperature >= 0.0, "temperature must be 0 (greedy) or positive"),
+            _refuse_unless(top_k >= 0, "top_k must be 0 (off) or positive"),
+            _refuse_unless((top_p > 0.0) & (top_p <= 1.0), "top_p must be in (0, 1]"),
+            _refuse_unless(lengths >= 1, "empty prompt: give at least one character"),
+            _refuse_unless(
+                lengths + max_new_tokens <= self.context,
+                f"prompt tokens plus max_new_tokens exceed the model context of {self.context}",
+            ),
+        ]
+        # Nothing runs before every check has passed, so a bad request fails on its reason
+        # rather than on whichever op trips over it first.
+        with tf.control_dependencies(checks):
+            return self._continue(ids, lengths, max_new_tokens, temperature, top_k, top_p, seed)
+
+    def _continue(self, ids, lengths, max_new_tokens, temperature, top_k, top_p, seed):
+        batch = tf.shape(lengths)[0]
+        # Left padding: the last column holds every prompt's last token.
+        width = tf.reduce_max(tf.concat([lengths, [1]], axis=0))
+        right_padded = ids.to_tensor(
+            default_value=self.pad_id, shape=tf.cast(tf.stack([batch, width]), tf.int64)
+        )
+        offsets = tf.range(width)[None, :] - (width - lengths)[:, None]
+        real = offsets >= 0
+        input_ids = tf.where(
+            real, tf.gather(right_padded, tf.maximum(offsets, 0), batch_dims=1), self.pad_id
+        )
+        mask = tf.cast(real, tf.int32)
+        out = self._forward(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=tf.cumsum(mask, axis=1, exclusive=True),
+        )
+
+        def choose(logits, step):
+            logits = tf.cast(logits, tf.float32)
+            greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+            def sampled():
+                scores = filter_scores(
+                    logits,
+                    temperature=tf.where(temperature > 0, temperature, 1.0),
+                    top_k=top_k,
+                    top_p=top_p,
+                )
+                uniform = tf.map_fn(
+                    lambda s: tf.random.stateless_uniform(
+                        tf.shape(logits)[1:], seed=tf.stack([s, step]), minval=1e-20, maxval=1.0
+                    ),
+                    seed,
+                    fn_output_signature=tf.float32,
+                )
+                return tf.where(temperature > 0, gumbel_choice(scores, uniform), greedy)
+
+            return tf.cond(tf.reduce_any(temperature > 0), sampled, lambda: greedy)
+
+        def going(step, logits, past, mask, finished, tokens):
+            return tf.logical_not(tf.reduce_all(finished))
+
+        def decode_one(step, logits, past, mask, finished, tokens):
+            token = tf.where(finished, self.eos_id, choose(logits, step))
+            tokens = tokens.write(step, token)
+            finished = finished | tf.equal(token, self.eos_id) | (step + 1 >= max_new_tokens)
+            mask = tf.concat([mask, tf.ones([batch, 1], tf.int32)], axis=1)
+            out = self._forward(
+                input_ids=token[:, None],
+                attention_mask=mask,
+                position_ids=tf.reduce_sum(mask, axis=1, keepdims=True) - 1,
+                past_key_values=past,
+            )
+            return (
+                step + 1,
+                out.logits[:, -1, :],
+                tuple(out.past_key_values),
+                mask,
+                finished,
+                tokens,
+            )
+
+        loop_vars = (
+            tf.constant(0),
+            out.logits[:, -1, :],
+            tuple(out.past_key_values),
+            mask,
+            tf.zeros([batch], tf.bool),
+            tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None]),
+        )
+        unknown = tf.TensorShape(None)
+        *_, tokens = tf.while_loop(
+            going,
+            decode_one,
+            loop_vars,
+            shape_invariants=(
+                tf.TensorShape([]),
+                tf.TensorShape([None, None]),
+                tuple(unknown for _ in range(self.num_layers)),
+                tf.TensorShape([None, None]),
+                tf.TensorShape([None]),
+                unknown,
+            ),
+        )
+        tokens = tf.transpose(tokens.stack())  # [batch, steps]
+        steps = tf.shape(tokens)[1]
+        positions = tf.range(steps)[None, :]
+        first_eos = tf.reduce_min(tf.where(tf.equal(tokens, self.eos_id), positions, steps), axis=1)
+        kept = tf.minimum(first_eos, max_new_tokens)
+        return self.tokenizer.detokenize(tf.RaggedTensor.from_tensor(tokens, lengths=kept))
+
+
+def _refuse_unless(condition: tf.Tensor, reason: str) -> tf.Operation:
+    # No apostrophes in `reason`: the error message would show them escaped.
+    return tf.debugging.Assert(tf.reduce_all(condition), [reason])
+
+
+def export_language_model(
+    model,
+    tokenizer,
+    export_dir: str | Path,
+    *,
+    default_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+) -> Path:
+    """Writes a new version of the language model under `export_dir`; returns its folder.
+
+    Signature `serving_default`: `prompt` (string [batch]); optional `max_new_tokens`
+    (int32), `temperature` (float32, 0 = greedy), `top_k` (int32, 0 = off), `top_p`
+    (float32, 1.0 = off), `seed` (int32), each [1] or [batch] -> `text` (string [batch]),
+    the continuation. The default `max_new_tokens` is capped at half the context.
+
+    Example:
+      >>> export_language_model(model, tokenizer, "savedmodels/lm")  # doctest: +SKIP
+      PosixPath('savedmodels/lm/1')
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise TfhfError("the tokenizer has no end-of-text token; generation could never stop")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    default_max_new_tokens = min(default_max_new_tokens, int(model.config.n_positions) // 2)
+    with tempfile.TemporaryDirectory(prefix="tfhf-bpe-") as scratch:
+        tokenizer.save_pretrained(Path(scratch) / "tokenizer")
+        bpe = ByteLevelBPE.from_folder(
+            Path(scratch) / "tokenizer", asset_dir=Path(scratch) / "assets"
+        )
+        module = LanguageModelServingModule(
+            model, bpe, eos_id=eos, pad_id=pad, default_max_new_tokens=default_max_new_tokens
+        )
+        return save_version(module, {"serving_default": module.generate}, export_dir)
