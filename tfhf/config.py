@@ -32,12 +32,15 @@ class TrainConfig:
     seed: int = 42
     workdir: str = ""
     export_dir: str = ""
-    # Language modelling (--task=lm).
+    # Language modelling (--task=lm); the vocabulary and size flags serve mlm too.
     block_size: int = 128
     vocab_size: int = 4096
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 256
+    # Masked language modelling (--task=mlm).
+    mlm_probability: float = 0.15
+    whole_word_masking: bool = False
 
     @classmethod
     def for_task(cls, task: str, **overrides) -> TrainConfig:

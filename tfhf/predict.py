@@ -1,11 +1,13 @@
-"""python -m tfhf.predict: label texts with a trained classifier.
+"""python -m tfhf.predict: label texts with a trained classifier, or fill in [MASK]s.
 
 `--model_dir` is a training workdir (the HuggingFace model in it is used), an
-exported SavedModel version folder, or an export root (its highest version).
+exported SavedModel version folder, or an export root (its highest version). For an
+mlm workdir it prints the `--top_k` likeliest fillers of each [MASK].
 
 Examples:
   python -m tfhf.predict --model_dir=runs/classify --text="a gorgeous, witty film"
   python -m tfhf.predict --model_dir=savedmodels/classify/1 --input_file=reviews.txt
+  python -m tfhf.predict --model_dir=runs/mlm --text="the movie was [MASK] ."
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ _INPUT_FILE = flags.DEFINE_string(
 )
 _TEXT_COLUMN = flags.DEFINE_string("text_column", "text", "Text column of --input_file.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Texts per model call.")
+_TOP_K = flags.DEFINE_integer("top_k", 5, "mlm models: fillers shown per [MASK].")
 
 
 def main(argv: list[str]) -> None:
@@ -45,6 +48,20 @@ def main(argv: list[str]) -> None:
             raise TfhfError("nothing to predict: give --text (repeatable) or --input_file")
         if _BATCH_SIZE.value < 1:
             raise TfhfError(f"--batch_size must be positive, got {_BATCH_SIZE.value}")
+        from pathlib import Path
+
+        from tfhf.serving.fill_mask import FillMask, is_masked_lm_folder
+
+        if is_masked_lm_folder(Path(_MODEL_DIR.value)):
+            fill = FillMask(Path(_MODEL_DIR.value))
+            for start in range(0, len(texts), _BATCH_SIZE.value):
+                batch = texts[start : start + _BATCH_SIZE.value]
+                for text, masks in zip(batch, fill(batch, top_k=_TOP_K.value), strict=True):
+                    print(text, flush=True)
+                    for n, fillers in enumerate(masks, 1):
+                        shown = "  ".join(f"{token} {p:.4f}" for token, p in fillers)
+                        print(f"  [MASK] {n}: {shown}", flush=True)
+            return
         predictor = load_predictor(_MODEL_DIR.value)
         for start in range(0, len(texts), _BATCH_SIZE.value):
             batch = texts[start : start + _BATCH_SIZE.value]

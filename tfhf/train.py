@@ -66,10 +66,18 @@ flags.DEFINE_string(
 
 
 flags.DEFINE_integer("block_size", _DEFAULTS.block_size, "lm: tokens per training block.")
-flags.DEFINE_integer("vocab_size", _DEFAULTS.vocab_size, "lm from scratch: BPE vocabulary size.")
-flags.DEFINE_integer("n_layer", _DEFAULTS.n_layer, "lm from scratch: transformer layers.")
-flags.DEFINE_integer("n_head", _DEFAULTS.n_head, "lm from scratch: attention heads.")
-flags.DEFINE_integer("n_embd", _DEFAULTS.n_embd, "lm from scratch: hidden size.")
+flags.DEFINE_integer(
+    "vocab_size", _DEFAULTS.vocab_size, "lm/mlm from scratch: BPE or WordPiece vocabulary size."
+)
+flags.DEFINE_integer("n_layer", _DEFAULTS.n_layer, "lm/mlm from scratch: transformer layers.")
+flags.DEFINE_integer("n_head", _DEFAULTS.n_head, "lm/mlm from scratch: attention heads.")
+flags.DEFINE_integer("n_embd", _DEFAULTS.n_embd, "lm/mlm from scratch: hidden size.")
+flags.DEFINE_float(
+    "mlm_probability", _DEFAULTS.mlm_probability, "mlm: share of tokens (or words) to predict."
+)
+flags.DEFINE_bool(
+    "whole_word_masking", _DEFAULTS.whole_word_masking, "mlm: mask whole words, not pieces."
+)
 
 
 def config_from_flags() -> TrainConfig:

@@ -14,8 +14,8 @@ from tfhf.config import TrainConfig
 from tfhf.data import bpe, corpus
 from tfhf.data.pipeline import lm_dataset
 from tfhf.errors import TfhfError
-from tfhf.tasks.lm import evaluate_lm
 from tfhf.train import run
+from tfhf.training.evaluation import evaluate_tokens
 
 VERSE = (
     "ROMEO.\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet "
@@ -60,7 +60,9 @@ def test_loss_masking_ignores_whatever_fills_the_padding():
     )
     ids = np.random.default_rng(0).integers(1, 30, size=21).astype(np.int32)
     results = [
-        evaluate_lm(model, lm_dataset(ids, block_size=8, batch_size=2, pad_id=pad, training=False))
+        evaluate_tokens(
+            model, lm_dataset(ids, block_size=8, batch_size=2, pad_id=pad, training=False)
+        )
         for pad in (0, 7, 29)
     ]
     assert results[0]["tokens"] == 21 - 3

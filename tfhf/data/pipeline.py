@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfhf.data.bert_preprocessor import BertPreprocessor
+from tfhf.data.masking import MaskingRule, mask_tokens
 
 # Texts are tokenized a block at a time: the tokenizer's per-call cost dominates on short texts.
 _TOKENIZE_BLOCK = 256
@@ -134,4 +135,67 @@ def lm_dataset(
 
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=training)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def mlm_dataset(
+    ids: np.ndarray,
+    *,
+    max_seq_length: int,
+    batch_size: int,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+    rule: MaskingRule,
+    training: bool,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Batches of `(features, labels, weights)` for masked-LM training, packed from one id stream.
+
+    The stream (documents separated by `[SEP]`) is cut into windows of
+    `max_seq_length - 2` tokens, each wrapped as `[CLS] window [SEP]`; the last is
+    padded. Masks are drawn inside the pipeline from `(seed, position in the stream
+    of examples)`, so each epoch of training sees fresh masks (dynamic masking) while
+    validation sees the same ones every time. `labels` are the original ids and
+    `weights` mark the chosen tokens. For training, the weights of a batch are scaled
+    to average 1, so that Keras' mean over all positions is the mean over chosen tokens.
+
+    Example:
+      >>> ds = mlm_dataset(ids, max_seq_length=128, batch_size=32, cls_id=2, sep_id=3,
+      ...                  pad_id=0, rule=rule, training=True)  # doctest: +SKIP
+    """
+    window = max_seq_length - 2
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(ids, np.int32))
+    ds = ds.batch(window, drop_remainder=False).cache()
+    if training:
+        n_windows = (len(ids) + window - 1) // window
+        ds = ds.shuffle(max(n_windows, 1), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.enumerate()
+
+    def to_example(position, chunk):
+        sequence = tf.concat([[cls_id], chunk, [sep_id]], axis=0)
+        corrupted, chosen = mask_tokens(
+            sequence, rule, tf.stack([tf.constant(seed, tf.int64), position])
+        )
+        pad = [[0, max_seq_length - tf.size(sequence)]]
+        shape = [max_seq_length]
+        features = {
+            "input_ids": tf.ensure_shape(tf.pad(corrupted, pad, constant_values=pad_id), shape),
+            "attention_mask": tf.ensure_shape(tf.pad(tf.ones_like(sequence), pad), shape),
+            "token_type_ids": tf.zeros(shape, tf.int32),
+        }
+        labels = tf.ensure_shape(tf.pad(sequence, pad, constant_values=pad_id), shape)
+        weights = tf.ensure_shape(tf.pad(tf.cast(chosen, tf.float32), pad), shape)
+        return features, labels, weights
+
+    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    if training:
+
+        def average_one(features, labels, weights):
+            total = tf.reduce_sum(weights)
+            scale = tf.cast(tf.size(weights), tf.float32) / tf.maximum(total, 1.0)
+            return features, labels, weights * scale
+
+        ds = ds.map(average_one, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import csv
 import io
+from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -40,6 +41,31 @@ def polarity_examples(raw_csv: str) -> list[tuple[str, int]]:
             order.append(text)
         labels[text].add(label)
     return [(text, labels[text].pop()) for text in order if len(labels[text]) == 1]
+
+
+def read_raw(folder: Path) -> str:
+    """The corpus CSV text from the folder the packaged asset was fetched into."""
+    return bz2.decompress((Path(folder) / _FILENAME).read_bytes()).decode("utf-8")
+
+
+def pretraining_texts(raw_csv: str) -> tuple[list[str], list[str]]:
+    """(training, validation) texts for unsupervised pretraining.
+
+    Training: the snippets of the classification train split plus every plot synopsis
+    (unlabelled text is fine here). Validation: the validation split's snippets. The
+    test split's snippets are never used, so pretraining cannot have seen the texts
+    a fine-tuned classifier is tested on.
+    """
+    examples = polarity_examples(raw_csv)
+    splits = split_indices(len(examples))
+    plots = [
+        " ".join(row["text"].split())
+        for row in csv.DictReader(io.StringIO(raw_csv))
+        if row["category"] == "plot" and row["text"].strip()
+    ]
+    train = [examples[int(i)][0] for i in splits["train"]] + plots
+    validation = [examples[int(i)][0] for i in splits["validation"]]
+    return train, validation
 
 
 def split_indices(n: int) -> dict[str, np.ndarray]:
@@ -77,7 +103,7 @@ class RottenTomatoes(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        raw = bz2.decompress((dl_manager.manual_dir / _FILENAME).read_bytes()).decode("utf-8")
+        raw = read_raw(dl_manager.manual_dir)
         examples = polarity_examples(raw)
         return {
             split: self._generate_examples(examples, indices)

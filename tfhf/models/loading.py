@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from tfhf.errors import TfhfError
+from tfhf.files import replace_folder
 
 PACKAGED_MODELS = ("minilm-l6",)
 _WEIGHT_FILES = ("tf_model.h5", "model.safetensors")
@@ -180,6 +181,41 @@ def load_causal_lm(folder: Path):
     return model
 
 
+def load_masked_lm(folder: Path):
+    """A TF masked LM (BERT and kin) for `folder`'s config; its encoder weights from `folder`.
+
+    An encoder-only checkpoint gets a fresh MLM head, and the log says so.
+    """
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(folder)
+    if type(config) not in transformers.TF_MODEL_FOR_MASKED_LM_MAPPING:
+        raise TfhfError(
+            f"model type '{config.model_type}' has no TensorFlow masked LM in transformers"
+        )
+    model, fresh = _load_weights(transformers.TFAutoModelForMaskedLM, folder, config)
+    encoder_missing = [k for k in fresh if "predictions" not in k and "cls" not in k]
+    if encoder_missing:
+        raise TfhfError(
+            f"model folder {folder}: weights do not match the config; missing {encoder_missing[:3]}"
+        )
+    if fresh:
+        print(f"tfhf: encoder weights loaded from {folder}; new MLM head initialised", flush=True)
+    else:
+        print(f"tfhf: all weights, MLM head included, loaded from {folder}", flush=True)
+    return model
+
+
+def load_wordpiece_tokenizer(folder: Path):
+    """The BERT tokenizer of a model folder; refuses tokenizers without [MASK]."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.mask_token_id is None or tokenizer.sep_token_id is None:
+        raise TfhfError(f"{folder}: tokenizer has no [MASK] or [SEP] token; not a BERT tokenizer")
+    return tokenizer
+
+
 def load_sequence_classifier(folder: Path, label_names: list[str]):
     """A TF `...ForSequenceClassification` model for `folder`'s config and weights.
 
@@ -203,11 +239,22 @@ def load_sequence_classifier(folder: Path, label_names: list[str]):
             f"model folder {folder}: weights do not match the config; missing {encoder_missing[:3]}"
         )
     if fresh:
+        new = sorted({"pooler" if "pooler" in k else "classification head" for k in fresh})
         print(
-            f"tfhf: new classification head initialised ({len(label_names)} labels); "
-            f"encoder weights loaded from {folder}",
+            f"tfhf: encoder weights carried over from {folder}; new {' and '.join(new)} "
+            f"initialised ({len(label_names)} labels)",
             flush=True,
         )
     else:
         print(f"tfhf: all weights, classification head included, loaded from {folder}", flush=True)
     return model
+
+
+def save_pretrained_folder(model, tokenizer, folder: Path) -> None:
+    """`save_pretrained` model and tokenizer into `folder`, replacing it whole."""
+
+    def fill(staging: Path) -> None:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+
+    replace_folder(folder, fill)

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-import tensorflow as tf
 import tf_keras
 
 from tfhf.config import TrainConfig
 from tfhf.data import bpe, corpus, pipeline
 from tfhf.errors import TfhfError
-from tfhf.files import open_workdir, replace_folder, write_text_atomically
+from tfhf.files import open_workdir, write_text_atomically
 from tfhf.generation.generator import GenerationSettings, Generator
 from tfhf.models import loading
 from tfhf.serving.lm_export import export_language_model
 from tfhf.tasks.registry import register_task
+from tfhf.training.evaluation import EvaluateTokensEachEpoch
 from tfhf.training.fit import fit
 from tfhf.training.optimizer import adamw
 
@@ -61,60 +60,6 @@ def new_gpt2(config: TrainConfig, tokenizer):
     model = transformers.TFGPT2LMHeadModel(gpt2_config)
     model(model.dummy_inputs, training=False)
     return model
-
-
-def evaluate_lm(model, ds: tf.data.Dataset) -> dict[str, float]:
-    """Token-weighted mean loss, perplexity and next-token accuracy over all of `ds`."""
-
-    @tf.function
-    def step(inputs, labels, weights):
-        logits = model(inputs, training=False).logits
-        losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
-        return (
-            tf.reduce_sum(losses * weights),
-            tf.reduce_sum(hits * weights),
-            tf.reduce_sum(weights),
-        )
-
-    loss_sum = hit_sum = tokens = 0.0
-    for inputs, labels, weights in ds:
-        batch_loss, batch_hits, batch_tokens = step(inputs, labels, weights)
-        loss_sum += float(batch_loss)
-        hit_sum += float(batch_hits)
-        tokens += float(batch_tokens)
-    loss = loss_sum / max(tokens, 1.0)
-    return {
-        "loss": loss,
-        "perplexity": float(math.exp(min(loss, 50.0))),
-        "accuracy": hit_sum / max(tokens, 1.0),
-        "tokens": int(tokens),
-    }
-
-
-class EvaluateLMEachEpoch(tf_keras.callbacks.Callback):
-    """`evaluate_lm` on validation data after each epoch, as `val_*` log entries."""
-
-    def __init__(self, ds: tf.data.Dataset):
-        super().__init__()
-        self.ds = ds
-        self.results: list[dict[str, float]] = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        result = evaluate_lm(self.model, self.ds)
-        self.results.append(result)
-        if logs is not None:
-            logs.update({f"val_{k}": v for k, v in result.items() if k != "tokens"})
-
-
-def save_lm_folder(model, tokenizer, folder: Path) -> None:
-    """`save_pretrained` model and tokenizer into `folder`, replacing it whole."""
-
-    def fill(staging: Path) -> None:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-
-    replace_folder(folder, fill)
 
 
 @register_task("lm")
@@ -228,7 +173,7 @@ class LanguageModelTask:
                 f"{model.count_params():,} parameters",
                 flush=True,
             )
-            validating = EvaluateLMEachEpoch(val_ds)
+            validating = EvaluateTokensEachEpoch(val_ds)
             trained = fit(
                 model,
                 train_ds,
@@ -243,7 +188,7 @@ class LanguageModelTask:
                 units_per_example=config.block_size,
             )
             validation = validating.results[trained.best_epoch]
-            save_lm_folder(model, tokenizer, workdir / "model")
+            loading.save_pretrained_folder(model, tokenizer, workdir / "model")
             print(f"tfhf: exporting the SavedModel to {config.export_dir}", flush=True)
             version_dir = export_language_model(model, tokenizer, config.export_dir)
 

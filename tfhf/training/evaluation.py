@@ -1,6 +1,9 @@
-"""Classifier evaluation: accuracy, macro-F1 and loss over a whole dataset, every epoch or once."""
+"""Evaluation over a whole dataset, every epoch or once: classifiers (accuracy, macro-F1, loss)
+and token predictors (loss, perplexity, accuracy)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -64,3 +67,48 @@ class EvaluateEachEpoch(tf_keras.callbacks.Callback):
         self.results.append(result)
         if logs is not None:
             logs.update({f"val_{k}": v for k, v in result.items() if k != "examples"})
+
+
+def evaluate_tokens(model, ds: tf.data.Dataset) -> dict[str, float]:
+    """Mean loss, perplexity and accuracy of a token-predicting model (causal or masked LM)
+    over the tokens `ds` weights, from `(inputs, labels, weights)` batches."""
+
+    @tf.function
+    def step(inputs, labels, weights):
+        logits = model(inputs, training=False).logits
+        losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        return (
+            tf.reduce_sum(losses * weights),
+            tf.reduce_sum(hits * weights),
+            tf.reduce_sum(weights),
+        )
+
+    loss_sum = hit_sum = tokens = 0.0
+    for inputs, labels, weights in ds:
+        batch_loss, batch_hits, batch_tokens = step(inputs, labels, weights)
+        loss_sum += float(batch_loss)
+        hit_sum += float(batch_hits)
+        tokens += float(batch_tokens)
+    loss = loss_sum / max(tokens, 1.0)
+    return {
+        "loss": loss,
+        "perplexity": float(math.exp(min(loss, 50.0))),
+        "accuracy": hit_sum / max(tokens, 1.0),
+        "tokens": int(tokens),
+    }
+
+
+class EvaluateTokensEachEpoch(tf_keras.callbacks.Callback):
+    """`evaluate_tokens` on validation data after each epoch, as `val_*` log entries."""
+
+    def __init__(self, ds: tf.data.Dataset):
+        super().__init__()
+        self.ds = ds
+        self.results: list[dict[str, float]] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        result = evaluate_tokens(self.model, self.ds)
+        self.results.append(result)
+        if logs is not None:
+            logs.update({f"val_{k}": v for k, v in result.items() if k != "tokens"})
