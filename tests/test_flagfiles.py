@@ -56,6 +56,10 @@ def test_lm_flags_spell_out_the_lm_defaults():
     assert parse_flagfile("lm.flags") == TrainConfig.for_task("lm").resolved()
 
 
+def test_mlm_flags_spell_out_the_mlm_defaults():
+    assert parse_flagfile("mlm.flags") == TrainConfig.for_task("mlm").resolved()
+
+
 def test_lm_finetune_example_names_a_checkpoint():
     config = parse_flagfile("lm_gpt2_finetune.flags")
     assert config.task == "lm" and config.model == "gpt2"
