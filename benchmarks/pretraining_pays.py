@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
 
 import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
@@ -65,6 +65,7 @@ def _random_init_copy(pretrained: Path, folder: Path) -> Path:
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)
     root = Path(_WORKDIR.value)
     results = {}
     scratch = _run(name="mlm_scratch", task="mlm", max_steps_per_epoch=_PRETRAIN_STEPS.value)

@@ -162,22 +162,45 @@ def _load_weights(auto_class, folder: Path, config):
     return model, _load_safetensors(model, folder / "model.safetensors")
 
 
-def load_causal_lm(folder: Path):
-    """A TF causal language model (GPT-2 and kin) with every weight from `folder`."""
+def _load_task_model(folder: Path, kind: str, config=None, *, head: tuple[str, ...] = ()):
+    """(model, names of head weights left fresh) for `folder`, with `kind` one of 'causal LM',
+    'masked LM', 'classifier'. Any fresh weight whose name has none of the `head` words
+    means the checkpoint does not fit its config, and is refused."""
     import transformers
 
-    config = transformers.AutoConfig.from_pretrained(folder)
-    if type(config) not in transformers.TF_MODEL_FOR_CAUSAL_LM_MAPPING:
+    mapping, auto_class = {
+        "causal LM": (
+            transformers.TF_MODEL_FOR_CAUSAL_LM_MAPPING,
+            transformers.TFAutoModelForCausalLM,
+        ),
+        "masked LM": (
+            transformers.TF_MODEL_FOR_MASKED_LM_MAPPING,
+            transformers.TFAutoModelForMaskedLM,
+        ),
+        "classifier": (
+            transformers.TF_MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+            transformers.TFAutoModelForSequenceClassification,
+        ),
+    }[kind]
+    config = config or transformers.AutoConfig.from_pretrained(folder)
+    if type(config) not in mapping:
         raise TfhfError(
-            f"model type '{config.model_type}' has no TensorFlow causal LM in transformers"
+            f"model type '{config.model_type}' has no TensorFlow {kind} in transformers"
         )
-    model, fresh = _load_weights(transformers.TFAutoModelForCausalLM, folder, config)
-    # GPT-2 ties the output layer to the input embeddings, so nothing may be left fresh.
-    fresh = [k for k in fresh if "attn.bias" not in k and "masked_bias" not in k]
-    if fresh:
+    model, fresh = _load_weights(auto_class, folder, config)
+    missing = [k for k in fresh if not any(word in k for word in head)]
+    if missing:
         raise TfhfError(
-            f"model folder {folder}: weights do not match the config; missing {fresh[:3]}"
+            f"model folder {folder}: weights do not match the config; missing {missing[:3]}"
         )
+    return model, fresh
+
+
+def load_causal_lm(folder: Path):
+    """A TF causal language model (GPT-2 and kin) with every weight from `folder`."""
+    # GPT-2 ties the output layer to the input embeddings, so nothing but the attention's
+    # constant buffers may be left fresh.
+    model, _ = _load_task_model(folder, "causal LM", head=("attn.bias", "masked_bias"))
     return model
 
 
@@ -186,19 +209,7 @@ def load_masked_lm(folder: Path):
 
     An encoder-only checkpoint gets a fresh MLM head, and the log says so.
     """
-    import transformers
-
-    config = transformers.AutoConfig.from_pretrained(folder)
-    if type(config) not in transformers.TF_MODEL_FOR_MASKED_LM_MAPPING:
-        raise TfhfError(
-            f"model type '{config.model_type}' has no TensorFlow masked LM in transformers"
-        )
-    model, fresh = _load_weights(transformers.TFAutoModelForMaskedLM, folder, config)
-    encoder_missing = [k for k in fresh if "predictions" not in k and "cls" not in k]
-    if encoder_missing:
-        raise TfhfError(
-            f"model folder {folder}: weights do not match the config; missing {encoder_missing[:3]}"
-        )
+    model, fresh = _load_task_model(folder, "masked LM", head=("predictions", "cls"))
     if fresh:
         print(f"tfhf: encoder weights loaded from {folder}; new MLM head initialised", flush=True)
     else:
@@ -228,16 +239,7 @@ def load_sequence_classifier(folder: Path, label_names: list[str]):
     config.num_labels = len(label_names)
     config.id2label = dict(enumerate(label_names))
     config.label2id = {name: i for i, name in enumerate(label_names)}
-    if type(config) not in transformers.TF_MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
-        raise TfhfError(
-            f"model type '{config.model_type}' has no TensorFlow classifier in transformers"
-        )
-    model, fresh = _load_weights(transformers.TFAutoModelForSequenceClassification, folder, config)
-    encoder_missing = [k for k in fresh if "classifier" not in k and "pooler" not in k]
-    if encoder_missing:
-        raise TfhfError(
-            f"model folder {folder}: weights do not match the config; missing {encoder_missing[:3]}"
-        )
+    model, fresh = _load_task_model(folder, "classifier", config, head=("classifier", "pooler"))
     if fresh:
         new = sorted({"pooler" if "pooler" in k else "classification head" for k in fresh})
         print(

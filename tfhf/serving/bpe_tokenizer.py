@@ -150,6 +150,16 @@ class ByteLevelBPE(tf.Module):
                 raise TfhfError(
                     f"{tokenizer_json}: only GPT-2's pre-tokenizer (no prefix space) is supported"
                 )
+            unusual = [
+                option
+                for option in ("ignore_merges", "continuing_subword_prefix", "end_of_word_suffix")
+                if model.get(option)
+            ]
+            if spec.get("normalizer") or unusual:
+                raise TfhfError(
+                    f"{tokenizer_json}: a normalizer or BPE options "
+                    f"({', '.join(unusual) or 'normalizer'}) that GPT-2's tokenizer does not have"
+                )
             merges = [
                 tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]
             ]

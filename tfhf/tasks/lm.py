@@ -19,9 +19,7 @@ from tfhf.generation.generator import GenerationSettings, Generator
 from tfhf.models import loading
 from tfhf.serving.lm_export import export_language_model
 from tfhf.tasks.registry import register_task
-from tfhf.training.evaluation import EvaluateTokensEachEpoch
-from tfhf.training.fit import fit
-from tfhf.training.optimizer import adamw
+from tfhf.training.fit import fit_token_model
 
 SAMPLE_PROMPTS = ("KING.\n", "ROMEO.\n", "Enter")
 
@@ -158,36 +156,15 @@ class LanguageModelTask:
             steps_per_epoch = max(1, blocks // config.batch_size)
             if config.max_steps_per_epoch:
                 steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-            model.compile(
-                optimizer=adamw(
-                    learning_rate=config.learning_rate,
-                    total_steps=steps_per_epoch * config.epochs,
-                    warmup_ratio=config.warmup_ratio,
-                    weight_decay=config.weight_decay,
-                ),
-                loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            )
-            print(
-                f"tfhf: training {config.epochs} epoch(s) x {steps_per_epoch} steps, batch "
-                f"{config.batch_size} x {config.block_size} tokens, "
-                f"{model.count_params():,} parameters",
-                flush=True,
-            )
-            validating = EvaluateTokensEachEpoch(val_ds)
-            trained = fit(
+            trained, validation = fit_token_model(
                 model,
                 train_ds,
-                epochs=config.epochs,
+                val_ds,
+                config=config,
                 steps_per_epoch=steps_per_epoch,
-                batch_size=config.batch_size,
-                validation=validating,
-                monitor="val_loss",
-                mode="min",
+                tokens_per_example=config.block_size,
                 log_dir=workdir / "logs",
-                unit="tokens",
-                units_per_example=config.block_size,
             )
-            validation = validating.results[trained.best_epoch]
             loading.save_pretrained_folder(model, tokenizer, workdir / "model")
             print(f"tfhf: exporting the SavedModel to {config.export_dir}", flush=True)
             version_dir = export_language_model(model, tokenizer, config.export_dir)

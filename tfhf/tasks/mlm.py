@@ -19,9 +19,7 @@ from tfhf.errors import TfhfError
 from tfhf.files import open_workdir, write_text_atomically
 from tfhf.models import loading
 from tfhf.tasks.registry import register_task
-from tfhf.training.evaluation import EvaluateTokensEachEpoch
-from tfhf.training.fit import fit
-from tfhf.training.optimizer import adamw
+from tfhf.training.fit import fit_token_model
 
 DEFAULT_CORPUS = "shakespeare+rotten_tomatoes"
 MLM_CORPORA = ("shakespeare", "rotten_tomatoes", DEFAULT_CORPUS)
@@ -217,38 +215,19 @@ class MaskedLanguageModelTask:
             steps_per_epoch = max(1, windows // config.batch_size)
             if config.max_steps_per_epoch:
                 steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-            model.compile(
-                optimizer=adamw(
-                    learning_rate=config.learning_rate,
-                    total_steps=steps_per_epoch * config.epochs,
-                    warmup_ratio=config.warmup_ratio,
-                    weight_decay=config.weight_decay,
-                ),
-                loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            )
-            print(
-                f"tfhf: training {config.epochs} epoch(s) x {steps_per_epoch} steps, batch "
-                f"{config.batch_size} x {config.max_seq_length} tokens, masking "
-                f"{config.mlm_probability:.0%} of "
-                f"{'words' if config.whole_word_masking else 'tokens'}, "
-                f"{model.count_params():,} parameters",
-                flush=True,
-            )
-            validating = EvaluateTokensEachEpoch(val_ds)
-            trained = fit(
+            trained, validation = fit_token_model(
                 model,
                 train_ds,
-                epochs=config.epochs,
+                val_ds,
+                config=config,
                 steps_per_epoch=steps_per_epoch,
-                batch_size=config.batch_size,
-                validation=validating,
-                monitor="val_loss",
-                mode="min",
+                tokens_per_example=config.max_seq_length,
+                detail=(
+                    f"masking {config.mlm_probability:.0%} of "
+                    f"{'words' if config.whole_word_masking else 'tokens'}, "
+                ),
                 log_dir=workdir / "logs",
-                unit="tokens",
-                units_per_example=config.max_seq_length,
             )
-            validation = validating.results[trained.best_epoch]
             loading.save_pretrained_folder(model, tokenizer, workdir / "model")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

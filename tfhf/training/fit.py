@@ -86,3 +86,54 @@ def fit(
     if not np.all(np.isfinite(losses)):
         raise TfhfError(f"training diverged: loss became {losses[-1]}; try a lower --learning_rate")
     return FitResult(losses, best.best_epoch, meter.seconds, meter.steps)
+
+
+def fit_token_model(
+    model,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset,
+    *,
+    config,
+    steps_per_epoch: int,
+    tokens_per_example: int,
+    detail: str = "",
+    log_dir: Path,
+) -> tuple[FitResult, dict[str, float]]:
+    """Trains a token predictor (causal or masked LM) from `(inputs, labels, weights)` batches
+    with AdamW and a weighted cross-entropy; returns the fit and the best epoch's validation.
+
+    `config` is the run's `TrainConfig`; `detail` is added to the line announcing the run.
+    """
+    from tfhf.training.evaluation import EvaluateTokensEachEpoch
+    from tfhf.training.optimizer import adamw
+
+    model.compile(
+        optimizer=adamw(
+            learning_rate=config.learning_rate,
+            total_steps=steps_per_epoch * config.epochs,
+            warmup_ratio=config.warmup_ratio,
+            weight_decay=config.weight_decay,
+        ),
+        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    print(
+        f"tfhf: training {config.epochs} epoch(s) x {steps_per_epoch} steps, batch "
+        f"{config.batch_size} x {tokens_per_example} tokens, {detail}"
+        f"{model.count_params():,} parameters",
+        flush=True,
+    )
+    validating = EvaluateTokensEachEpoch(val_ds)
+    trained = fit(
+        model,
+        train_ds,
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=config.batch_size,
+        validation=validating,
+        monitor="val_loss",
+        mode="min",
+        log_dir=log_dir,
+        unit="tokens",
+        units_per_example=tokens_per_example,
+    )
+    return trained, validating.results[trained.best_epoch]
