@@ -1,6 +1,6 @@
 """Does MLM pretraining pay? Rotten Tomatoes test accuracy with and without it, side by side.
 
-  python benchmarks/pretraining_pays.py                 # all four comparisons, ~45 min on 2 cores
+  python benchmarks/pretraining_pays.py                 # all four comparisons, ~1 hour on 2 cores
   python benchmarks/pretraining_pays.py --skip_minilm   # only the small-BERT pair
 
 (a) a small BERT fine-tuned from random initialisation, against (b) the same config

@@ -77,6 +77,19 @@ class TrainConfig:
             problems.append(f"--weight_decay must not be negative, got {self.weight_decay}")
         return problems
 
+    def model_size_problems(self) -> list[str]:
+        """What is wrong with the flags that size a transformer trained from scratch."""
+        problems = [
+            f"--{name} must be positive, got {getattr(self, name)}"
+            for name in ("n_layer", "n_head", "n_embd")
+            if getattr(self, name) < 1
+        ]
+        if self.n_head >= 1 and self.n_embd % self.n_head:
+            problems.append(
+                f"--n_embd ({self.n_embd}) must be a multiple of --n_head ({self.n_head})"
+            )
+        return problems
+
     def to_flagfile(self) -> str:
         """The config as absl flagfile lines, one `--name=value` per field."""
         lines = [f"--{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)]

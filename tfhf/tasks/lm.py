@@ -29,15 +29,7 @@ def _check_numbers(config: TrainConfig) -> None:
     if config.block_size < 2:
         problems.append(f"--block_size must be at least 2, got {config.block_size}")
     if not config.model:
-        problems += [
-            f"--{name} must be positive, got {getattr(config, name)}"
-            for name in ("n_layer", "n_head", "n_embd")
-            if getattr(config, name) < 1
-        ]
-        if config.n_head >= 1 and config.n_embd % config.n_head:
-            problems.append(
-                f"--n_embd ({config.n_embd}) must be a multiple of --n_head ({config.n_head})"
-            )
+        problems += config.model_size_problems()
     if problems:
         raise TfhfError("; ".join(problems))
 
