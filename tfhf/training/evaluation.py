@@ -69,12 +69,12 @@ class EvaluateEachEpoch(tf_keras.callbacks.Callback):
             logs.update({f"val_{k}": v for k, v in result.items() if k != "examples"})
 
 
-def evaluate_tokens(model, ds: tf.data.Dataset) -> dict[str, float]:
-    """Mean loss, perplexity and accuracy of a token-predicting model (causal or masked LM)
-    over the tokens `ds` weights, from `(inputs, labels, weights)` batches."""
+def token_scorer(model):
+    """A compiled `(inputs, labels, weights) -> (weighted loss sum, hits, weight sum)` for
+    `model`; build it once per model, so that every evaluation reuses its trace."""
 
     @tf.function
-    def step(inputs, labels, weights):
+    def score(inputs, labels, weights):
         logits = model(inputs, training=False).logits
         losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
@@ -84,6 +84,14 @@ def evaluate_tokens(model, ds: tf.data.Dataset) -> dict[str, float]:
             tf.reduce_sum(weights),
         )
 
+    return score
+
+
+def evaluate_tokens(model, ds: tf.data.Dataset, *, scorer=None) -> dict[str, float]:
+    """Mean loss, perplexity and accuracy of a token-predicting model (causal or masked LM)
+    over the tokens `ds` weights, from `(inputs, labels, weights)` batches. `scorer` is
+    `token_scorer(model)`, made here when not given."""
+    step = scorer or token_scorer(model)
     loss_sum = hit_sum = tokens = 0.0
     for inputs, labels, weights in ds:
         batch_loss, batch_hits, batch_tokens = step(inputs, labels, weights)
@@ -106,9 +114,12 @@ class EvaluateTokensEachEpoch(tf_keras.callbacks.Callback):
         super().__init__()
         self.ds = ds
         self.results: list[dict[str, float]] = []
+        self._scorer = None
 
     def on_epoch_end(self, epoch, logs=None):
-        result = evaluate_tokens(self.model, self.ds)
+        if self._scorer is None:
+            self._scorer = token_scorer(self.model)
+        result = evaluate_tokens(self.model, self.ds, scorer=self._scorer)
         self.results.append(result)
         if logs is not None:
             logs.update({f"val_{k}": v for k, v in result.items() if k != "tokens"})
