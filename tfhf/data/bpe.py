@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from tfhf.errors import TfhfError
 
 END_OF_TEXT = "<|endoftext|>"
@@ -57,13 +55,3 @@ def load_bpe(folder: Path):
     if tokenizer.eos_token_id is None:
         raise TfhfError(f"{folder}: tokenizer has no end-of-text token")
     return tokenizer
-
-
-def encode_documents(tokenizer, documents: list[str]) -> np.ndarray:
-    """All documents as one id stream, each followed by the end-of-text token."""
-    eos = tokenizer.eos_token_id
-    pieces = []
-    for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
-        pieces.append(np.asarray(ids, np.int32))
-        pieces.append(np.asarray([eos], np.int32))
-    return np.concatenate(pieces) if pieces else np.zeros([0], np.int32)

@@ -140,3 +140,17 @@ def load_corpus(
     if not "".join(corpus.validation).strip():
         raise TfhfError(f"{corpus.description}: the validation text is empty")
     return corpus
+
+
+def encode_documents(tokenizer, documents: list[str], *, separator_id: int) -> np.ndarray:
+    """All documents as one id stream, each followed by `separator_id` (GPT-2's end-of-text,
+    BERT's [SEP]); documents that tokenize to nothing are left out. No other special tokens.
+
+    The tokenizer runs once over the whole list (in Rust, for fast tokenizers).
+    """
+    pieces = []
+    separator = np.asarray([separator_id], np.int32)
+    for ids in tokenizer(documents, add_special_tokens=False, verbose=False)["input_ids"]:
+        if ids:
+            pieces += [np.asarray(ids, np.int32), separator]
+    return np.concatenate(pieces) if pieces else np.zeros([0], np.int32)

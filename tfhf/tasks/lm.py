@@ -113,8 +113,12 @@ class LanguageModelTask:
                     text.train, vocab_size=config.vocab_size, folder=scratch / "tokenizer"
                 )
                 model = new_gpt2(config, tokenizer)
-            train_ids = bpe.encode_documents(tokenizer, text.train)
-            val_ids = bpe.encode_documents(tokenizer, text.validation)
+            train_ids = corpus.encode_documents(
+                tokenizer, text.train, separator_id=tokenizer.eos_token_id
+            )
+            val_ids = corpus.encode_documents(
+                tokenizer, text.validation, separator_id=tokenizer.eos_token_id
+            )
             if len(train_ids) <= config.block_size:
                 raise TfhfError(
                     f"{text.description}: the training text is {len(train_ids)} "

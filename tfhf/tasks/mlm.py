@@ -9,7 +9,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import tf_keras
 
 from tfhf.config import TrainConfig
@@ -59,16 +58,6 @@ def load_mlm_corpus(config: TrainConfig) -> corpus.Corpus:
                 f"{len(held_out)} validation snippets; test snippets unused)"
             )
     return corpus.Corpus(train, validation, " + ".join(parts))
-
-
-def encode_corpus(tokenizer, documents: list[str]) -> np.ndarray:
-    """All documents as one id stream (no [CLS]), each followed by [SEP]."""
-    pieces = []
-    sep = np.asarray([tokenizer.sep_token_id], np.int32)
-    for ids in tokenizer(documents, add_special_tokens=False, verbose=False)["input_ids"]:
-        if ids:
-            pieces += [np.asarray(ids, np.int32), sep]
-    return np.concatenate(pieces) if pieces else np.zeros([0], np.int32)
 
 
 def masking_rule(config: TrainConfig, tokenizer) -> MaskingRule:
@@ -174,8 +163,12 @@ class MaskedLanguageModelTask:
                     text.train, vocab_size=config.vocab_size, folder=scratch / "tokenizer"
                 )
                 model = new_bert(config, tokenizer)
-            train_ids = encode_corpus(tokenizer, text.train)
-            val_ids = encode_corpus(tokenizer, text.validation)
+            train_ids = corpus.encode_documents(
+                tokenizer, text.train, separator_id=tokenizer.sep_token_id
+            )
+            val_ids = corpus.encode_documents(
+                tokenizer, text.validation, separator_id=tokenizer.sep_token_id
+            )
             window = config.max_seq_length - 2
             if len(train_ids) < window:
                 raise TfhfError(
