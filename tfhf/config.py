@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+MIXED_PRECISION = ("none", "fp16", "bf16")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -41,6 +44,15 @@ class TrainConfig:
     # Masked language modelling (--task=mlm).
     mlm_probability: float = 0.15
     whole_word_masking: bool = False
+    # Scale: where and how fast the training step runs, and how a run survives a crash.
+    strategy: str = "auto"
+    tpu: str = ""
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    steps_per_execution: int = 1
+    grad_accum_steps: int = 1
+    clip_norm: float = 0.0
+    checkpoint_every_steps: int = 100
 
     @classmethod
     def for_task(cls, task: str, **overrides) -> TrainConfig:
@@ -75,6 +87,30 @@ class TrainConfig:
             problems.append(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0:
             problems.append(f"--weight_decay must not be negative, got {self.weight_decay}")
+        if self.strategy not in STRATEGIES:
+            problems.append(
+                f"--strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'"
+            )
+        if self.mixed_precision not in MIXED_PRECISION:
+            problems.append(
+                f"--mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
+                f"got '{self.mixed_precision}'"
+            )
+        for name in ("steps_per_execution", "grad_accum_steps"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name} must be positive, got {getattr(self, name)}")
+        if self.grad_accum_steps > 1 and self.batch_size % self.grad_accum_steps:
+            problems.append(
+                f"--batch_size ({self.batch_size}) must be a multiple of --grad_accum_steps "
+                f"({self.grad_accum_steps})"
+            )
+        if self.clip_norm < 0:
+            problems.append(f"--clip_norm must be 0 (off) or positive, got {self.clip_norm}")
+        if self.checkpoint_every_steps < 0:
+            problems.append(
+                f"--checkpoint_every_steps must be 0 (epoch ends only) or positive, "
+                f"got {self.checkpoint_every_steps}"
+            )
         return problems
 
     def model_size_problems(self) -> list[str]:

@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 
 import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from tfhf.config import TrainConfig
+from tfhf.config import MIXED_PRECISION, STRATEGIES, TrainConfig
 from tfhf.errors import TfhfError
 from tfhf.tasks import TASKS, get_task
 
@@ -44,7 +44,11 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "max_seq_length", _DEFAULTS.max_seq_length, "Longest token sequence, [CLS] and [SEP] included."
 )
-flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Examples per training step.")
+flags.DEFINE_integer(
+    "batch_size",
+    _DEFAULTS.batch_size,
+    "Examples per training step: the global batch, shared out among the replicas.",
+)
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Passes over the training data.")
 flags.DEFINE_integer(
     "max_steps_per_epoch",
@@ -77,6 +81,42 @@ flags.DEFINE_float(
 )
 flags.DEFINE_bool(
     "whole_word_masking", _DEFAULTS.whole_word_masking, "mlm: mask whole words, not pieces."
+)
+
+flags.DEFINE_enum(
+    "strategy",
+    _DEFAULTS.strategy,
+    list(STRATEGIES),
+    "tf.distribute strategy. auto: a TPU if one answers, MirroredStrategy over several "
+    "GPUs, else the default. multi_worker reads the cluster from TF_CONFIG.",
+)
+flags.DEFINE_string("tpu", _DEFAULTS.tpu, "TPU name or grpc:// address; empty: Colab's local TPU.")
+flags.DEFINE_enum(
+    "mixed_precision",
+    _DEFAULTS.mixed_precision,
+    list(MIXED_PRECISION),
+    "Compute in float16 (with loss scaling) or bfloat16; weights stay float32. TPUs use bf16.",
+)
+flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "XLA-compile the training step.")
+flags.DEFINE_integer(
+    "steps_per_execution",
+    _DEFAULTS.steps_per_execution,
+    "Training steps per call into the compiled function (fewer host round trips).",
+)
+flags.DEFINE_integer(
+    "grad_accum_steps",
+    _DEFAULTS.grad_accum_steps,
+    "Split each batch into this many micro-batches and sum their gradients: the same "
+    "update as the whole batch, with a micro-batch's memory.",
+)
+flags.DEFINE_float(
+    "clip_norm", _DEFAULTS.clip_norm, "Clip gradients to this global norm; 0 means no clipping."
+)
+flags.DEFINE_integer(
+    "checkpoint_every_steps",
+    _DEFAULTS.checkpoint_every_steps,
+    "Checkpoint every N steps (and at each epoch end) in <workdir>/checkpoints; rerunning "
+    "the same command resumes from it. 0: epoch ends only.",
 )
 
 

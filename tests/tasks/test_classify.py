@@ -74,7 +74,15 @@ def test_workdir_holds_metrics_flags_and_a_reloadable_model(trained):
     ours = reloaded(preprocessor(tf.constant(texts)), training=False).logits.numpy()
     np.testing.assert_allclose(ours, hf_logits, atol=1e-5)
     assert names == ["negative", "positive"]
-    assert list(hf_logits.argmax(-1)) == [1, 0]
+    # The saved model is the kept one: it scores the test split as the run reported.
+    import csv
+
+    with open(config.test_file) as f:
+        rows = list(csv.DictReader(f))
+    logits = reloaded(preprocessor(tf.constant([r["text"] for r in rows])), training=False).logits
+    predicted = [names[i] for i in logits.numpy().argmax(-1)]
+    accuracy = np.mean([p == r["label"] for p, r in zip(predicted, rows, strict=True)])
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"])
 
 
 def test_flags_txt_replays_the_same_config(trained):

@@ -37,6 +37,7 @@ def classification_dataset(
     batch_size: int,
     training: bool,
     seed: int = 0,
+    fixed_length: bool = False,
 ) -> tf.data.Dataset:
     """Batches of `(model inputs, label ids)` from raw texts.
 
@@ -51,6 +52,8 @@ def classification_dataset(
       batch_size: Examples per batch (the last batch of a bucket may be smaller).
       training: Shuffle (reshuffled each epoch) and repeat.
       seed: Shuffle seed.
+      fixed_length: Pad every text to `max_seq_length` and batch in arrival order, dropping
+        a last partial batch: static shapes, as TPUs need, at the cost of padding.
 
     Example:
       >>> ds = classification_dataset(["good", "bad"], np.array([1, 0]),
@@ -68,6 +71,16 @@ def classification_dataset(
     )
     # Rows come out padded to their block's longest; trimming restores each one's own length.
     ds = ds.unbatch().map(lambda ids, n, y: (ids[:n], y))
+    if fixed_length:
+        length = preprocessor.max_seq_length
+        ds = ds.padded_batch(
+            batch_size,
+            padded_shapes=([length], []),
+            padding_values=(preprocessor.pad_id, 0),
+            drop_remainder=True,
+        )
+        ds = ds.map(lambda ids, y: (preprocessor.pack(ids), y))
+        return ds.prefetch(tf.data.AUTOTUNE)
     boundaries = bucket_boundaries(preprocessor.max_seq_length)
     ds = ds.bucket_by_sequence_length(
         element_length_func=lambda ids, y: tf.shape(ids)[0],

@@ -20,9 +20,9 @@ from tfhf.files import open_workdir, replace_folder, write_text_atomically
 from tfhf.models import loading
 from tfhf.serving.export import export_classifier
 from tfhf.tasks.registry import register_task
+from tfhf.training import runtime as runtimes
 from tfhf.training.evaluation import EvaluateEachEpoch, evaluate
-from tfhf.training.fit import fit
-from tfhf.training.optimizer import adamw
+from tfhf.training.fit import compile_for_training, fit, weights_digest
 
 PREPROCESSING_FILE = "tfhf_preprocessing.json"
 
@@ -79,9 +79,18 @@ class ClassifyTask:
     defaults: dict = {}  # TrainConfig's own defaults are classify's
 
     def build_datasets(
-        self, config: TrainConfig, data: sources.ClassificationData, preprocessor: BertPreprocessor
+        self,
+        config: TrainConfig,
+        data: sources.ClassificationData,
+        preprocessor: BertPreprocessor,
+        *,
+        fixed_length: bool = False,
     ):
-        """(train, validation, test) `tf.data` pipelines sharing one preprocessor."""
+        """(train, validation, test) `tf.data` pipelines sharing one preprocessor.
+
+        `fixed_length` pads every batch to `--max_seq_length` (TPUs want static shapes);
+        otherwise batches are bucketed by length and padded to their longest text.
+        """
 
         def make(split, training):
             return pipeline.classification_dataset(
@@ -91,6 +100,7 @@ class ClassifyTask:
                 batch_size=config.batch_size,
                 training=training,
                 seed=config.seed,
+                fixed_length=fixed_length and training,
             )
 
         return make(data.train, True), make(data.validation, False), make(data.test, False)
@@ -100,15 +110,12 @@ class ClassifyTask:
         return loading.load_sequence_classifier(folder, label_names)
 
     def compile(self, model, *, config: TrainConfig, total_steps: int) -> None:
-        """AdamW with warmup/decay, cross-entropy on logits, accuracy."""
-        model.compile(
-            optimizer=adamw(
-                learning_rate=config.learning_rate,
-                total_steps=total_steps,
-                warmup_ratio=config.warmup_ratio,
-                weight_decay=config.weight_decay,
-            ),
-            loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        """AdamW with warmup/decay, cross-entropy on logits, accuracy; the config's
+        scale options (see `compile_for_training`)."""
+        compile_for_training(
+            model,
+            config,
+            total_steps=total_steps,
             metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
 
@@ -143,14 +150,16 @@ class ClassifyTask:
             flush=True,
         )
         folder = loading.resolve_model(config.model)
-        workdir = Path(config.workdir)
+        runtime = runtimes.start(config)
+        workdir = runtime.placement.workdir
         scratch = Path(tempfile.mkdtemp(prefix="tfhf-"))
         try:
             vocab_file, lower_case = loading.tokenizer_files(folder, scratch)
             preprocessor = BertPreprocessor(
                 vocab_file, lower_case=lower_case, max_seq_length=config.max_seq_length
             )
-            model = self.build_model(folder, data.label_names)
+            with runtime.building():
+                model = self.build_model(folder, data.label_names)
             limit = model.config.max_position_embeddings
             if config.max_seq_length > limit:
                 raise TfhfError(
@@ -160,11 +169,14 @@ class ClassifyTask:
 
             open_workdir(workdir, config.to_flagfile())
 
-            train_ds, val_ds, test_ds = self.build_datasets(config, data, preprocessor)
+            train_ds, val_ds, test_ds = self.build_datasets(
+                config, data, preprocessor, fixed_length=runtime.tpu
+            )
             steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
             if config.max_steps_per_epoch:
                 steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-            self.compile(model, config=config, total_steps=steps_per_epoch * config.epochs)
+            with runtime.building():
+                self.compile(model, config=config, total_steps=steps_per_epoch * config.epochs)
             print(
                 f"tfhf: training {config.epochs} epoch(s) x {steps_per_epoch} steps, batch "
                 f"{config.batch_size}, {model.count_params():,} parameters",
@@ -183,18 +195,23 @@ class ClassifyTask:
                 validation=validating,
                 monitor="val_accuracy",
                 mode="max",
-                log_dir=workdir / "logs",
+                workdir=workdir,
+                checkpoint_every_steps=config.checkpoint_every_steps,
             )
 
             print("tfhf: evaluating on the test split", flush=True)
             validation = validating.results[trained.best_epoch]
             test = evaluate(model, test_ds, len(data.label_names))
             save_model_folder(model, preprocessor, vocab_file, workdir / "model")
+            if runtime.mixed:
+                # The export computes in float32 whatever the training precision was.
+                model = load_model_folder(workdir / "model")[0]
             version_dir = export_classifier(
-                model, preprocessor, data.label_names, config.export_dir
+                model, preprocessor, data.label_names, runtime.placement.export_dir
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            runtime.placement.cleanup()
 
         metrics = {
             "task": self.name,
@@ -209,10 +226,12 @@ class ClassifyTask:
             "train_loss_per_epoch": trained.losses,
             "best_epoch": trained.best_epoch + 1,
             "export": str(version_dir),
+            "weights_sha256": weights_digest(model),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "config": dataclasses.asdict(config),
         }
-        write_text_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        if runtime.placement.chief:
+            write_text_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         print(
             f"tfhf: validation accuracy {validation['accuracy']:.4f}, test accuracy "
             f"{test['accuracy']:.4f}, test macro-F1 {test['macro_f1']:.4f}",

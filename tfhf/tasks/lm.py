@@ -19,7 +19,8 @@ from tfhf.generation.generator import GenerationSettings, Generator
 from tfhf.models import loading
 from tfhf.serving.lm_export import export_language_model
 from tfhf.tasks.registry import register_task
-from tfhf.training.fit import fit_token_model
+from tfhf.training import runtime as runtimes
+from tfhf.training.fit import compile_for_training, fit_token_model, weights_digest
 
 SAMPLE_PROMPTS = ("KING.\n", "ROMEO.\n", "Enter")
 
@@ -90,13 +91,15 @@ class LanguageModelTask:
             text_column=config.text_column,
             seed=config.seed,
         )
-        workdir = Path(config.workdir)
+        runtime = runtimes.start(config)
+        workdir = runtime.placement.workdir
         scratch = Path(tempfile.mkdtemp(prefix="tfhf-"))
         try:
             if config.model:
                 folder = loading.resolve_model(config.model)
                 tokenizer = bpe.load_bpe(folder)
-                model = loading.load_causal_lm(folder)
+                with runtime.building():
+                    model = loading.load_causal_lm(folder)
                 print(f"tfhf: fine-tuning the language model from {folder}", flush=True)
                 if config.block_size > model.config.n_positions:
                     raise TfhfError(
@@ -112,7 +115,8 @@ class LanguageModelTask:
                 tokenizer = bpe.train_bpe(
                     text.train, vocab_size=config.vocab_size, folder=scratch / "tokenizer"
                 )
-                model = new_gpt2(config, tokenizer)
+                with runtime.building():
+                    model = new_gpt2(config, tokenizer)
             train_ids = corpus.encode_documents(
                 tokenizer, text.train, separator_id=tokenizer.eos_token_id
             )
@@ -152,6 +156,8 @@ class LanguageModelTask:
             steps_per_epoch = max(1, blocks // config.batch_size)
             if config.max_steps_per_epoch:
                 steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+            with runtime.building():
+                compile_for_training(model, config, total_steps=steps_per_epoch * config.epochs)
             trained, validation = fit_token_model(
                 model,
                 train_ds,
@@ -159,11 +165,15 @@ class LanguageModelTask:
                 config=config,
                 steps_per_epoch=steps_per_epoch,
                 tokens_per_example=config.block_size,
-                log_dir=workdir / "logs",
+                workdir=workdir,
             )
             loading.save_pretrained_folder(model, tokenizer, workdir / "model")
-            print(f"tfhf: exporting the SavedModel to {config.export_dir}", flush=True)
-            version_dir = export_language_model(model, tokenizer, config.export_dir)
+            if runtime.mixed:
+                # Export and samples compute in float32 whatever the training precision was.
+                model = loading.load_causal_lm(workdir / "model")
+            export_dir = runtime.placement.export_dir
+            print(f"tfhf: exporting the SavedModel to {export_dir}", flush=True)
+            version_dir = export_language_model(model, tokenizer, export_dir)
 
             generator = Generator(model, tokenizer)
             max_new = min(80, model.config.n_positions - 8)
@@ -179,6 +189,7 @@ class LanguageModelTask:
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            runtime.placement.cleanup()
 
         metrics = {
             "task": self.name,
@@ -194,10 +205,12 @@ class LanguageModelTask:
             "best_epoch": trained.best_epoch + 1,
             "samples": {p: s[0] for p, s in zip(SAMPLE_PROMPTS, samples, strict=True)},
             "export": str(version_dir),
+            "weights_sha256": weights_digest(model),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "config": dataclasses.asdict(config),
         }
-        write_text_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        if runtime.placement.chief:
+            write_text_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         for prompt, continuation in metrics["samples"].items():
             print(f"--- sample ---\n{prompt}{continuation}\n", flush=True)
         print(

@@ -18,7 +18,8 @@ from tfhf.errors import TfhfError
 from tfhf.files import open_workdir, write_text_atomically
 from tfhf.models import loading
 from tfhf.tasks.registry import register_task
-from tfhf.training.fit import fit_token_model
+from tfhf.training import runtime as runtimes
+from tfhf.training.fit import compile_for_training, fit_token_model, weights_digest
 
 DEFAULT_CORPUS = "shakespeare+rotten_tomatoes"
 MLM_CORPORA = ("shakespeare", "rotten_tomatoes", DEFAULT_CORPUS)
@@ -141,13 +142,15 @@ class MaskedLanguageModelTask:
         started = time.perf_counter()
         tf_keras.utils.set_random_seed(config.seed)
         text = load_mlm_corpus(config)
-        workdir = Path(config.workdir)
+        runtime = runtimes.start(config)
+        workdir = runtime.placement.workdir
         scratch = Path(tempfile.mkdtemp(prefix="tfhf-"))
         try:
             if config.model:
                 folder = loading.resolve_model(config.model)
                 tokenizer = loading.load_wordpiece_tokenizer(folder)
-                model = loading.load_masked_lm(folder)
+                with runtime.building():
+                    model = loading.load_masked_lm(folder)
                 if config.max_seq_length > model.config.max_position_embeddings:
                     raise TfhfError(
                         f"--max_seq_length={config.max_seq_length} exceeds the model's "
@@ -162,7 +165,8 @@ class MaskedLanguageModelTask:
                 tokenizer = wordpiece.train_wordpiece(
                     text.train, vocab_size=config.vocab_size, folder=scratch / "tokenizer"
                 )
-                model = new_bert(config, tokenizer)
+                with runtime.building():
+                    model = new_bert(config, tokenizer)
             train_ids = corpus.encode_documents(
                 tokenizer, text.train, separator_id=tokenizer.sep_token_id
             )
@@ -200,6 +204,8 @@ class MaskedLanguageModelTask:
             steps_per_epoch = max(1, windows // config.batch_size)
             if config.max_steps_per_epoch:
                 steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+            with runtime.building():
+                compile_for_training(model, config, total_steps=steps_per_epoch * config.epochs)
             trained, validation = fit_token_model(
                 model,
                 train_ds,
@@ -211,11 +217,12 @@ class MaskedLanguageModelTask:
                     f"masking {config.mlm_probability:.0%} of "
                     f"{'words' if config.whole_word_masking else 'tokens'}, "
                 ),
-                log_dir=workdir / "logs",
+                workdir=workdir,
             )
             loading.save_pretrained_folder(model, tokenizer, workdir / "model")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            runtime.placement.cleanup()
 
         metrics = {
             "task": self.name,
@@ -232,10 +239,12 @@ class MaskedLanguageModelTask:
             ),
             "train_loss_per_epoch": trained.losses,
             "best_epoch": trained.best_epoch + 1,
+            "weights_sha256": weights_digest(model),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "config": dataclasses.asdict(config),
         }
-        write_text_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        if runtime.placement.chief:
+            write_text_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         print(
             f"tfhf: validation masked-token accuracy {validation['accuracy']:.4f}, loss "
             f"{validation['loss']:.4f}, perplexity {validation['perplexity']:.2f}; "

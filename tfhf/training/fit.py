@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import sys
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import tf_keras
 
 from tfhf.errors import TfhfError
 from tfhf.training import callbacks
+from tfhf.training.checkpointing import Checkpointing, resume_point
+from tfhf.training.optimizer import adamw
+from tfhf.training.train_step import install_train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +28,48 @@ class FitResult:
     steps: int  # steps timed in `seconds`
 
 
+def compile_for_training(
+    model,
+    config,
+    *,
+    total_steps: int,
+    metrics: list | None = None,
+) -> None:
+    """Compiles `model` the way every task trains: AdamW on the warmup/decay schedule
+    (clipped to `--clip_norm`), cross-entropy on float32 logits, tfhf's train step with
+    `--grad_accum_steps`, `--jit_compile` and `--steps_per_execution`.
+
+    Call it where the model was built (inside `Runtime.building()`), so the optimizer's
+    variables live with the model's. `config` is the run's `TrainConfig`.
+
+    Example:
+      >>> compile_for_training(model, config, total_steps=1000)  # doctest: +SKIP
+    """
+    model.compile(
+        optimizer=adamw(
+            learning_rate=config.learning_rate,
+            total_steps=total_steps,
+            warmup_ratio=config.warmup_ratio,
+            weight_decay=config.weight_decay,
+            clip_norm=config.clip_norm,
+        ),
+        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=metrics,
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
+    install_train_step(model, accum_steps=config.grad_accum_steps)
+
+
+def weights_digest(model) -> str:
+    """sha256 of the model's weights in order: equal digests, identical models (replicas
+    and workers of one run end with the same one)."""
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()
+
+
 def fit(
     model,
     train_ds: tf.data.Dataset,
@@ -34,35 +80,69 @@ def fit(
     validation: tf_keras.callbacks.Callback,
     monitor: str,
     mode: str,
-    log_dir: Path,
+    workdir: Path,
+    checkpoint_every_steps: int = 0,
     unit: str = "examples",
     units_per_example: int = 1,
 ) -> FitResult:
     """Trains `model` (already compiled) and leaves it holding its best epoch's weights.
 
+    Checkpoints go to `<workdir>/checkpoints` every `checkpoint_every_steps` steps and at
+    each epoch end; when that folder holds one from an interrupted run, training continues
+    from it (weights, optimizer, epoch and step; the data stream is advanced past the
+    batches already trained on). The folder is removed when training completes.
+
     Args:
       validation: A callback that evaluates after each epoch and adds `val_*` entries
         to the logs, including `monitor`.
       monitor, mode: The log entry that picks the best epoch, and "max" or "min".
-      log_dir: TensorBoard log folder.
+      workdir: The run folder: TensorBoard logs go to `logs/`, checkpoints and the
+        record of finished epochs to `checkpoints/`.
       unit, units_per_example: How progress lines count speed (examples, or tokens).
 
     Raises:
-      TfhfError: when the training loss stops being finite.
+      TfhfError: when the training loss stops being finite (the last good checkpoint is
+        kept).
 
     Example:
       >>> result = fit(model, ds, epochs=1, steps_per_epoch=10, batch_size=8,
       ...              validation=cb, monitor="val_loss", mode="min",
-      ...              log_dir=Path("runs/x/logs"))  # doctest: +SKIP
+      ...              workdir=Path("runs/x"))  # doctest: +SKIP
     """
+    backup_dir = workdir / "checkpoints"
+    start = resume_point(backup_dir, steps_per_epoch)
+    # Multi-worker jobs shard batches across workers; file-based sharding cannot apply.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_ds = train_ds.with_options(options)
+    if start is not None:
+        done = start[0] * steps_per_epoch + start[1]
+        print(
+            f"tfhf: resuming from the checkpoint in {backup_dir}: epoch {start[0] + 1}, "
+            f"step {start[1] + 1} of {steps_per_epoch} ({done} steps done)",
+            flush=True,
+        )
+        # Keras restores the counters but reads the data from its start; skipping the
+        # batches already trained on puts the (seeded, deterministic) stream where it was.
+        train_ds = train_ds.skip(done)
+    completed_epochs = start[0] if start else 0
     meter = callbacks.Throughput()
-    best = callbacks.KeepBestWeights(monitor, mode)
-    # The validation callback runs before the callbacks that read its entries.
+    best = callbacks.KeepBestWeights(
+        monitor, mode, store=backup_dir, completed_epochs=completed_epochs
+    )
+    validation_history = callbacks.EpochHistory(
+        validation, backup_dir, completed_epochs=completed_epochs
+    )
+    checkpoints = Checkpointing(
+        backup_dir, every_steps=checkpoint_every_steps, steps_per_epoch=steps_per_epoch
+    )
+    # The validation callback runs before the callbacks that read its entries, and the
+    # checkpoint comes last, so that it captures the epoch's record.
     cbs = [
         meter,
-        validation,
+        validation_history,
         best,
-        tf_keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq=50),
+        tf_keras.callbacks.TensorBoard(log_dir=str(workdir / "logs"), update_freq=50),
     ]
     interactive = sys.stdout.isatty()
     if not interactive:
@@ -75,6 +155,7 @@ def fit(
                 units_per_example=units_per_example,
             )
         )
+    cbs.append(checkpoints)
     history = model.fit(
         train_ds,
         epochs=epochs,
@@ -82,7 +163,8 @@ def fit(
         callbacks=cbs,
         verbose=1 if interactive else 0,
     )
-    losses = [float(v) for v in history.history["loss"]]
+    checkpoints.raise_if_diverged()
+    losses = validation_history.train_losses + [float(v) for v in history.history["loss"]]
     if not np.all(np.isfinite(losses)):
         raise TfhfError(f"training diverged: loss became {losses[-1]}; try a lower --learning_rate")
     return FitResult(losses, best.best_epoch, meter.seconds, meter.steps)
@@ -97,25 +179,15 @@ def fit_token_model(
     steps_per_epoch: int,
     tokens_per_example: int,
     detail: str = "",
-    log_dir: Path,
+    workdir: Path,
 ) -> tuple[FitResult, dict[str, float]]:
-    """Trains a token predictor (causal or masked LM) from `(inputs, labels, weights)` batches
-    with AdamW and a weighted cross-entropy; returns the fit and the best epoch's validation.
+    """Trains a token predictor (causal or masked LM), compiled by `compile_for_training`,
+    from `(inputs, labels, weights)` batches; returns the fit and the best epoch's validation.
 
     `config` is the run's `TrainConfig`; `detail` is added to the line announcing the run.
     """
     from tfhf.training.evaluation import EvaluateTokensEachEpoch
-    from tfhf.training.optimizer import adamw
 
-    model.compile(
-        optimizer=adamw(
-            learning_rate=config.learning_rate,
-            total_steps=steps_per_epoch * config.epochs,
-            warmup_ratio=config.warmup_ratio,
-            weight_decay=config.weight_decay,
-        ),
-        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
     print(
         f"tfhf: training {config.epochs} epoch(s) x {steps_per_epoch} steps, batch "
         f"{config.batch_size} x {tokens_per_example} tokens, {detail}"
@@ -132,7 +204,8 @@ def fit_token_model(
         validation=validating,
         monitor="val_loss",
         mode="min",
-        log_dir=log_dir,
+        workdir=workdir,
+        checkpoint_every_steps=config.checkpoint_every_steps,
         unit="tokens",
         units_per_example=tokens_per_example,
     )

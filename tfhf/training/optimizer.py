@@ -41,7 +41,12 @@ class LinearWarmupDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
 
 
 def adamw(
-    *, learning_rate: float, total_steps: int, warmup_ratio: float, weight_decay: float
+    *,
+    learning_rate: float,
+    total_steps: int,
+    warmup_ratio: float,
+    weight_decay: float,
+    clip_norm: float = 0.0,
 ) -> tf_keras.optimizers.Optimizer:
     """AdamW on the warmup/decay schedule; LayerNorm and bias weights are not decayed.
 
@@ -50,13 +55,18 @@ def adamw(
       total_steps: Optimizer steps in the whole run; the rate reaches 0 there.
       warmup_ratio: Fraction of `total_steps` spent warming up.
       weight_decay: Decoupled weight decay coefficient.
+      clip_norm: When positive, gradients are scaled down so that their global norm (over
+        all variables, after the replicas' gradients are summed) is at most this.
 
     Example:
       >>> opt = adamw(learning_rate=5e-5, total_steps=1000, warmup_ratio=0.1, weight_decay=0.01)
     """
     schedule = LinearWarmupDecay(learning_rate, int(round(total_steps * warmup_ratio)), total_steps)
     optimizer = tf_keras.optimizers.AdamW(
-        learning_rate=schedule, weight_decay=weight_decay, epsilon=1e-6
+        learning_rate=schedule,
+        weight_decay=weight_decay,
+        epsilon=1e-6,
+        global_clipnorm=clip_norm or None,
     )
     optimizer.exclude_from_weight_decay(var_names=["LayerNorm", "layer_norm", "bias"])
     return optimizer
