@@ -225,6 +225,7 @@ class ClassifyTask:
             ),
             "train_loss_per_epoch": trained.losses,
             "best_epoch": trained.best_epoch + 1,
+            "optimizer_steps": trained.optimizer_steps,
             "export": str(version_dir),
             "weights_sha256": weights_digest(model),
             "wall_seconds": round(time.perf_counter() - started, 1),

@@ -203,6 +203,7 @@ class LanguageModelTask:
             ),
             "train_loss_per_epoch": trained.losses,
             "best_epoch": trained.best_epoch + 1,
+            "optimizer_steps": trained.optimizer_steps,
             "samples": {p: s[0] for p, s in zip(SAMPLE_PROMPTS, samples, strict=True)},
             "export": str(version_dir),
             "weights_sha256": weights_digest(model),

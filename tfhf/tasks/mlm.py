@@ -239,6 +239,7 @@ class MaskedLanguageModelTask:
             ),
             "train_loss_per_epoch": trained.losses,
             "best_epoch": trained.best_epoch + 1,
+            "optimizer_steps": trained.optimizer_steps,
             "weights_sha256": weights_digest(model),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "config": dataclasses.asdict(config),

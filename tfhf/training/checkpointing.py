@@ -47,7 +47,7 @@ class Checkpointing(tf_keras.callbacks.BackupAndRestore):
 
     def __init__(self, backup_dir: Path, *, every_steps: int, steps_per_epoch: int):
         super().__init__(str(backup_dir), save_freq=every_steps or "epoch")
-        self.backup_dir = backup_dir
+        self._folder = backup_dir
         self.every_steps = every_steps
         self.steps_per_epoch = steps_per_epoch
         self.diverged_at: int | None = None
@@ -99,15 +99,15 @@ class Checkpointing(tf_keras.callbacks.BackupAndRestore):
         if self.diverged_at is None:
             super().on_train_end(logs)
             if self.model.distribute_strategy.extended.should_checkpoint:
-                shutil.rmtree(self.backup_dir, ignore_errors=True)
+                shutil.rmtree(self._folder, ignore_errors=True)
 
     def raise_if_diverged(self) -> None:
         """Raises the run's one-line error when training stopped on a bad loss."""
         if self.diverged_at is None:
             return
         kept = (
-            f"the last good checkpoint (step {self.saved_step}) is kept in {self.backup_dir}"
-            if tf.train.latest_checkpoint(str(self.backup_dir / _CHIEF_FOLDER))
+            f"the last good checkpoint (step {self.saved_step}) is kept in {self._folder}"
+            if tf.train.latest_checkpoint(str(self._folder / _CHIEF_FOLDER))
             else "no checkpoint had been written yet"
         )
         raise TfhfError(

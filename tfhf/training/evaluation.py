@@ -23,7 +23,7 @@ def evaluate(model, ds: tf.data.Dataset, num_labels: int) -> dict[str, float]:
         input_signature=[{"input_ids": spec, "attention_mask": spec, "token_type_ids": spec}]
     )
     def logits_of(features):
-        return model(features, training=False).logits
+        return tf.cast(model(features, training=False).logits, tf.float32)
 
     all_logits, all_labels = [], []
     for features, labels in ds:
@@ -75,7 +75,7 @@ def token_scorer(model):
 
     @tf.function
     def score(inputs, labels, weights):
-        logits = model(inputs, training=False).logits
+        logits = tf.cast(model(inputs, training=False).logits, tf.float32)  # mixed precision
         losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
         return (

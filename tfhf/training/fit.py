@@ -26,6 +26,7 @@ class FitResult:
     best_epoch: int  # 0-based index of the epoch whose weights the model now holds
     seconds: float  # steady-state training time (see `callbacks.Throughput`)
     steps: int  # steps timed in `seconds`
+    optimizer_steps: int  # updates the weights have had, over all runs of a resumed training
 
 
 def compile_for_training(
@@ -59,6 +60,9 @@ def compile_for_training(
         steps_per_execution=config.steps_per_execution,
     )
     install_train_step(model, accum_steps=config.grad_accum_steps)
+    # The step's metric results are already aggregated over replicas and workers; Keras'
+    # default ("sum" across workers) would multiply a multi-worker job's logged loss.
+    model.distribute_reduction_method = "first"
 
 
 def weights_digest(model) -> str:
@@ -167,7 +171,9 @@ def fit(
     losses = validation_history.train_losses + [float(v) for v in history.history["loss"]]
     if not np.all(np.isfinite(losses)):
         raise TfhfError(f"training diverged: loss became {losses[-1]}; try a lower --learning_rate")
-    return FitResult(losses, best.best_epoch, meter.seconds, meter.steps)
+    return FitResult(
+        losses, best.best_epoch, meter.seconds, meter.steps, int(model.optimizer.iterations.numpy())
+    )
 
 
 def fit_token_model(

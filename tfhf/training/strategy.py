@@ -140,9 +140,17 @@ def place_outputs(strategy: tf.distribute.Strategy, workdir: str, export_dir: st
 def describe(strategy: tf.distribute.Strategy, global_batch: int) -> str:
     """One log line: the strategy, its replica count and the per-replica batch."""
     replicas = strategy.num_replicas_in_sync
-    kind = type(strategy).__name__
-    if kind == "_DefaultDistributionStrategy":
-        kind = "default strategy"
+    kind = "default strategy"
+    # The public names: the classes behind some of them are named otherwise.
+    for cls, name in (
+        (tf.distribute.MultiWorkerMirroredStrategy, "MultiWorkerMirroredStrategy"),
+        (tf.distribute.MirroredStrategy, "MirroredStrategy"),
+        (tf.distribute.TPUStrategy, "TPUStrategy"),
+        (tf.distribute.OneDeviceStrategy, "OneDeviceStrategy"),
+    ):
+        if isinstance(strategy, cls):
+            kind = name
+            break
     per_replica = global_batch / replicas
     shown = f"{per_replica:g}" if per_replica != int(per_replica) else str(int(per_replica))
     return f"{kind}, {replicas} replica(s); global batch {global_batch} = {shown} per replica"
