@@ -192,3 +192,19 @@ def test_a_workdir_that_cannot_be_created_is_refused(tiny_model_dir, tiny_data, 
     with pytest.raises(TfhfError, match="cannot create workdir"):
         ClassifyTask().run(config)
     assert not (tmp_path / "export").exists()
+
+
+def test_a_mixed_precision_run_learns_and_exports_a_float32_model(
+    tiny_model_dir, tiny_data, tmp_path
+):
+    config = tiny_config(tiny_model_dir, tiny_data, tmp_path, mixed_precision="bf16", epochs=6)
+    metrics = run(config)
+    assert metrics["test"]["accuracy"] >= 0.9
+    exported = tf.saved_model.load(metrics["export"])
+    assert {v.dtype for v in exported.variables} == {tf.float32}
+    texts = ["the film was great fun !", "a dull and boring plot"]
+    served = exported.signatures["serving_default"](text=tf.constant(texts))["probabilities"]
+    reloaded, preprocessor, _ = load_model_folder(Path(config.workdir) / "model")
+    logits = reloaded(preprocessor(tf.constant(texts)), training=False).logits
+    assert reloaded.layers[0].compute_dtype == "float32"
+    np.testing.assert_allclose(served.numpy(), tf.nn.softmax(logits).numpy(), atol=1e-5)

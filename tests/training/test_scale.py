@@ -77,10 +77,11 @@ def train(model, ds, cfg: TrainConfig, tmp_path, *, steps: int, epochs: int = 1)
     )
 
 
-def test_gradient_accumulation_makes_the_same_updates_as_the_whole_batch(tmp_path):
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_gradient_accumulation_makes_the_same_updates_as_the_whole_batch(jit_compile, tmp_path):
     weights = {}
     for accum in (1, 4):
-        cfg = config(grad_accum_steps=accum)
+        cfg = config(grad_accum_steps=accum, jit_compile=jit_compile)
         model = build(cfg, total_steps=5)
         train(model, token_batches(5, 8), cfg, tmp_path / str(accum), steps=5)
         weights[accum] = model.get_weights()

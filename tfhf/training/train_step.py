@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import types
 
 import tensorflow as tf
@@ -31,8 +32,8 @@ def _train_step(model, data, *, accum_steps: int):
         that their sum is the whole batch's gradient."""
         start = i * rows // accum_steps
         stop = (i + 1) * rows // accum_steps
-        part = lambda s: s if s is None else _rows(s, start, stop)  # noqa: E731
-        xi, yi, wi = part(x), part(y), part(sample_weight)
+        xi, yi = _rows(x, start, stop), _rows(y, start, stop)
+        wi = None if sample_weight is None else _rows(sample_weight, start, stop)
         with tf.GradientTape() as tape:
             logits = _float32_logits(model(xi, training=True))
             loss = model.compiled_loss(yi, logits, wi, regularization_losses=model.losses)
@@ -88,5 +89,5 @@ def install_train_step(model, *, accum_steps: int = 1) -> None:
     # An instance attribute: `fit` looks the step up on the model, and the transformers
     # classes are not ours to subclass for every architecture.
     model.train_step = types.MethodType(
-        lambda self, data: _train_step(self, data, accum_steps=accum_steps), model
+        functools.partial(_train_step, accum_steps=accum_steps), model
     )
