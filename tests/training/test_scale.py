@@ -18,13 +18,13 @@ VOCAB = 50
 LENGTH = 12
 
 
-def tiny_gpt2():
+def tiny_gpt2(n_embd: int = 16):
     import transformers
 
     config = transformers.GPT2Config(
         vocab_size=VOCAB,
         n_positions=LENGTH,
-        n_embd=16,
+        n_embd=n_embd,
         n_layer=1,
         n_head=2,
         resid_pdrop=0.0,
@@ -52,11 +52,11 @@ def config(**overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def build(cfg: TrainConfig, total_steps: int):
+def build(cfg: TrainConfig, total_steps: int, n_embd: int = 16):
     runtime = runtimes.start(cfg)
     tf_keras.utils.set_random_seed(cfg.seed)
     with runtime.building():
-        model = tiny_gpt2()
+        model = tiny_gpt2(n_embd)
         compile_for_training(model, cfg, total_steps=total_steps)
     return model
 
@@ -134,6 +134,11 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step_and_keeps_a_good_checkp
     ]
     assert saved and all(np.all(np.isfinite(v)) for v in saved)
     assert reader.get_tensor("ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE") == 5
+
+    # The same workdir with a different model: the kept checkpoint cannot be resumed.
+    other = build(cfg, total_steps=10, n_embd=32)
+    with pytest.raises(TfhfError, match="does not fit this model"):
+        train(other, token_batches(10, 8), cfg, tmp_path, steps=10)
 
 
 def test_clip_norm_bounds_the_global_gradient_norm():

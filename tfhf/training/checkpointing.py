@@ -58,7 +58,13 @@ class Checkpointing(tf_keras.callbacks.BackupAndRestore):
         return True
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)  # restores the last checkpoint, if any
+        try:
+            super().on_train_begin(logs)  # restores the last checkpoint, if any
+        except (ValueError, tf.errors.OpError) as e:
+            raise TfhfError(
+                f"the checkpoint in {self._folder} does not fit this model ({str(e)[:200]}); "
+                "it is from a different run: remove it or choose another --workdir"
+            ) from None
         epoch = int(self._training_state._ckpt_saved_epoch.numpy())
         batch = int(self._training_state._ckpt_saved_batch.numpy())
         if epoch >= 0 and batch >= 0:

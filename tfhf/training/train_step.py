@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import types
 
 import tensorflow as tf
@@ -88,6 +87,8 @@ def install_train_step(model, *, accum_steps: int = 1) -> None:
     """
     # An instance attribute: `fit` looks the step up on the model, and the transformers
     # classes are not ours to subclass for every architecture.
-    model.train_step = types.MethodType(
-        functools.partial(_train_step, accum_steps=accum_steps), model
-    )
+
+    def train_step(self, data):
+        return _train_step(self, data, accum_steps=accum_steps)
+
+    model.train_step = types.MethodType(train_step, model)
