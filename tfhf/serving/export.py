@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import tensorflow as tf
 
 from tfhf.data.bert_preprocessor import BertPreprocessor
 from tfhf.errors import TfhfError
+from tfhf.serving.warmup import WarmupRequest, write_warmup_requests
 
 
 class ClassifierServingModule(tf.Module):
@@ -88,6 +90,9 @@ def export_classifier(
       encoded: `input_ids`, `attention_mask`, `token_type_ids` (int32 [batch, length])
         -> `logits` (float32 [batch, num_labels]).
 
+    The version carries warmup requests for both signatures, which TF Serving runs
+    before it answers any client.
+
     Example:
       >>> labels = ["negative", "positive"]
       >>> export_classifier(model, pre, labels, "savedmodels/classify")  # doctest: +SKIP
@@ -101,15 +106,51 @@ def export_classifier(
             "encoded": module.classify_encoded.get_concrete_function(),
         },
         export_dir,
+        warmup=_classifier_warmup(preprocessor),
     )
 
 
-def save_version(module: tf.Module, signatures: dict, export_dir: str | Path) -> Path:
+def _classifier_warmup(preprocessor: BertPreprocessor) -> list[WarmupRequest]:
+    """Requests for both signatures: one text, then four from a word up to `max_seq_length`
+    tokens, raw and as token ids."""
+    # A single text and a padded full-length batch are the shapes served most, and the ones
+    # a GPU should have picked its kernels for before the first client arrives.
+    # Any word is at least one token, so this text reaches the length limit in any vocabulary.
+    longest = " ".join(["film"] * preprocessor.max_seq_length)
+    batch = ["no", "a fine film", "an old story , told well and at an easy pace", longest]
+    encoded = {name: ids.numpy() for name, ids in preprocessor(tf.constant(batch)).items()}
+    return [
+        ("serving_default", {"text": ["the film was great fun !"]}),
+        ("serving_default", {"text": batch}),
+        ("encoded", encoded),
+    ]
+
+
+def save_version(
+    module: tf.Module,
+    signatures: dict,
+    export_dir: str | Path,
+    *,
+    warmup: Sequence[WarmupRequest] = (),
+) -> Path:
     """Saves `module` as the next integer version under `export_dir`; returns its folder.
 
     The SavedModel is written into a hidden temporary folder beside the versions
     and renamed into place at the end, so TF Serving (which ignores non-integer
-    names) never sees a half-written version.
+    names) never sees a half-written version, nor one without its warmup file.
+
+    Args:
+      module: What to save; its variables and the functions in `signatures`.
+      signatures: Signature name -> `tf.function` with an input signature, or a
+        concrete function.
+      export_dir: The model's folder; versions are its integer-named subfolders.
+      warmup: `(signature_name, {input_name: values})` requests written to
+        `assets.extra/tf_serving_warmup_requests`, which TF Serving runs at load.
+        With none, no file is written.
+
+    Example:
+      >>> save_version(module, {"serving_default": module.f}, "savedmodels/m")  # doctest: +SKIP
+      PosixPath('savedmodels/m/1')
     """
     export_dir = Path(export_dir)
     try:
@@ -119,6 +160,8 @@ def save_version(module: tf.Module, signatures: dict, export_dir: str | Path) ->
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=export_dir))
     try:
         tf.saved_model.save(module, str(staging), signatures=signatures)
+        if warmup:
+            write_warmup_requests(staging, warmup)
         os.chmod(
             staging, 0o755
         )  # mkdtemp's 0700 would hide it from a server running as another user

@@ -11,12 +11,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from tfhf.errors import TfhfError
 from tfhf.generation.sampling import filter_scores, gumbel_choice
 from tfhf.serving.bpe_tokenizer import ByteLevelBPE
 from tfhf.serving.export import save_version
+from tfhf.serving.warmup import WarmupRequest
 
 DEFAULT_MAX_NEW_TOKENS = 64
 
@@ -232,6 +234,8 @@ def export_language_model(
     (int32), `temperature` (float32, 0 = greedy), `top_k` (int32, 0 = off), `top_p`
     (float32, 1.0 = off), `seed` (int32), each [1] or [batch] -> `text` (string [batch]),
     the continuation. The default `max_new_tokens` is capped at half the context.
+    The version carries warmup requests, greedy and sampled, which TF Serving runs
+    before it answers any client.
 
     Example:
       >>> export_language_model(model, tokenizer, "savedmodels/lm")  # doctest: +SKIP
@@ -250,4 +254,35 @@ def export_language_model(
         module = LanguageModelServingModule(
             model, bpe, eos_id=eos, pad_id=pad, default_max_new_tokens=default_max_new_tokens
         )
-        return save_version(module, {"serving_default": module.generate}, export_dir)
+        return save_version(
+            module,
+            {"serving_default": module.generate},
+            export_dir,
+            warmup=_lm_warmup(int(model.config.n_positions)),
+        )
+
+
+def _lm_warmup(context: int) -> list[WarmupRequest]:
+    """One prompt decoded greedily, then two sampled, a few new tokens each; all fit in
+    `context` tokens (a failing warmup request would fail the model's load)."""
+    new = max(1, min(4, context // 4))
+    # ASCII prompts cut to `context - new` characters: byte-level BPE gives at most one
+    # token per ASCII character.
+    hello, once = ("Hello", "Once upon a time")
+    hello, once = hello[: context - new], once[: context - new]
+
+    # Every control is given: a TF Serving that predates SignatureDef defaults would fail
+    # the request, and with it the model's load. Sampling warms the branch greedy skips.
+    def controls(temperature: float, top_k: int, top_p: float) -> dict[str, np.ndarray]:
+        return {
+            "max_new_tokens": np.array([new], np.int32),
+            "temperature": np.array([temperature], np.float32),
+            "top_k": np.array([top_k], np.int32),
+            "top_p": np.array([top_p], np.float32),
+            "seed": np.array([0], np.int32),
+        }
+
+    return [
+        ("serving_default", {"prompt": [hello], **controls(0.0, 0, 1.0)}),
+        ("serving_default", {"prompt": [hello, once], **controls(0.8, 20, 0.9)}),
+    ]

@@ -1,0 +1,460 @@
+"""tfhf.serve against tfhf exports, as TF Serving clients see it: REST and gRPC (with TF
+Serving's own generated client stubs), bad input, batching, and version switching under
+traffic."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import run_module
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from tfhf.data.bert_preprocessor import BertPreprocessor
+from tfhf.models.loading import load_sequence_classifier
+from tfhf.serving import model_server as ms
+from tfhf.serving.export import export_classifier
+
+LABELS = ["negative", "positive"]
+TEXTS = ["the film was great fun !", "a dull , boring plot", "very good acting"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    model = load_sequence_classifier(tiny_model_dir, LABELS)
+    preprocessor = BertPreprocessor(
+        tiny_model_dir / "vocab.txt", lower_case=True, max_seq_length=16
+    )
+    return model, preprocessor
+
+
+class Running:
+    """A manager with both front ends on free loopback ports; `stop()` shuts all down."""
+
+    def __init__(self, specs, **manager_args):
+        self.manager = ms.ModelManager(specs, **manager_args)
+        self.manager.start()
+        self.rest = ms.rest_server(self.manager, port=0, max_body_bytes=20_000, max_instances=8)
+        threading.Thread(target=self.rest.serve_forever, daemon=True).start()
+        self.rest_port = self.rest.server_address[1]
+        self.grpc, self.grpc_port = ms.grpc_server(self.manager, port=0, max_instances=8)
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
+
+    def http(self, method: str, path: str, body=None, raw: bytes | None = None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.rest_port, timeout=60)
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        connection.request(method, path, body=data)
+        response = connection.getresponse()
+        payload = json.loads(response.read())
+        connection.close()
+        return response.status, payload
+
+    def stop(self):
+        self.channel.close()
+        self.grpc.stop(grace=None)
+        self.rest.shutdown()
+        self.manager.stop()
+
+
+@pytest.fixture(scope="module")
+def served(classifier, tmp_path_factory):
+    model, preprocessor = classifier
+    root = tmp_path_factory.mktemp("served") / "classify"
+    export_classifier(model, preprocessor, LABELS, root)
+    running = Running([ms.ModelSpec("classify", root)], poll_seconds=0)
+    yield running, root, model, preprocessor
+    running.stop()
+
+
+def expected_probabilities(model, preprocessor, texts):
+    logits = model(preprocessor(tf.constant(texts)), training=False).logits
+    return tf.nn.softmax(logits, -1).numpy()
+
+
+def test_rest_status_and_metadata_look_like_tf_serving(served):
+    running, *_ = served
+    status, payload = running.http("GET", "/v1/models/classify")
+    assert status == 200
+    assert payload == {
+        "model_version_status": [
+            {
+                "version": "1",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ]
+    }
+    status, payload = running.http("GET", "/v1/models/classify/versions/1/metadata")
+    assert status == 200
+    assert payload["model_spec"]["version"] == "1"
+    signatures = payload["metadata"]["signature_def"]["signature_def"]
+    assert {"serving_default", "encoded"} <= set(signatures)
+    text = signatures["serving_default"]["inputs"]["text"]
+    assert text["dtype"] == "DT_STRING"
+    assert set(signatures["serving_default"]["outputs"]) == {"label", "label_id", "probabilities"}
+
+
+def test_rest_predict_rows_and_columns_match_the_model(served):
+    running, _, model, preprocessor = served
+    want = expected_probabilities(model, preprocessor, TEXTS)
+    status, payload = running.http("POST", "/v1/models/classify:predict", {"instances": TEXTS})
+    assert status == 200, payload
+    rows = payload["predictions"]
+    assert [r["label"] for r in rows] == [LABELS[i] for i in want.argmax(-1)]
+    np.testing.assert_allclose([r["probabilities"] for r in rows], want, atol=1e-5)
+
+    body = {"signature_name": "serving_default", "inputs": {"text": TEXTS}}
+    status, payload = running.http("POST", "/v1/models/classify/versions/1:predict", body)
+    assert status == 200, payload
+    np.testing.assert_allclose(payload["outputs"]["probabilities"], want, atol=1e-5)
+    assert payload["outputs"]["label_id"] == want.argmax(-1).tolist()
+
+    # Row objects naming the input, and base64 strings, are TF Serving's other spellings.
+    import base64
+
+    instance = {"text": {"b64": base64.b64encode(TEXTS[0].encode()).decode()}}
+    status, payload = running.http("POST", "/v1/models/classify:predict", {"instances": [instance]})
+    assert status == 200, payload
+    np.testing.assert_allclose(payload["predictions"][0]["probabilities"], want[0], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "method, path, body, status, message",
+    [
+        ("POST", "/v1/models/classify:predict", b"{not json", 400, "malformed JSON"),
+        ("POST", "/v1/models/nope:predict", {"instances": ["a"]}, 404, "Latest(nope)"),
+        (
+            "POST",
+            "/v1/models/classify/versions/7:predict",
+            {"instances": ["a"]},
+            404,
+            "Specific(classify, 7)",
+        ),
+        ("GET", "/v1/models/classify/versions/x", None, 400, "not an integer"),
+        (
+            "POST",
+            "/v1/models/classify:predict",
+            {"signature_name": "nope", "instances": ["a"]},
+            404,
+            "nope",
+        ),
+        ("POST", "/v1/models/classify:predict", {"instances": [1, 2]}, 400, "must be string"),
+        ("POST", "/v1/models/classify:predict", {"instances": [["a", "b"]]}, 400, "rank 1"),
+        (
+            "POST",
+            "/v1/models/classify:predict",
+            {"instances": [{"txt": "a"}]},
+            400,
+            "'txt' is not in",
+        ),
+        ("POST", "/v1/models/classify:predict", {"instances": ["a"] * 9}, 400, "limit of 8"),
+        (
+            "POST",
+            "/v1/models/classify:predict",
+            {"instances": ["a"], "inputs": ["a"]},
+            400,
+            "exactly one",
+        ),
+        ("POST", "/v1/models/classify:predict", {"instances": []}, 400, "non-empty"),
+        ("POST", "/v1/models/classify:predict", {"inputs": {"text": [["a"], "b"]}}, 400, "ragged"),
+        (
+            "POST",
+            "/v1/models/classify:predict",
+            {"instances": ["x" * 30_000]},
+            413,
+            "exceeds the limit",
+        ),
+        ("POST", "/v1/models/classify:classify", {"examples": []}, 400, "not supported"),
+    ],
+)
+def test_bad_rest_requests_get_a_clear_4xx_and_the_server_keeps_answering(
+    served, method, path, body, status, message
+):
+    running, *_ = served
+    raw = body if isinstance(body, bytes) else None
+    got, payload = running.http(method, path, None if raw else body, raw=raw)
+    assert got == status
+    assert set(payload) == {"error"} and message in payload["error"]
+    ok, _ = running.http("POST", "/v1/models/classify:predict", {"instances": TEXTS[:1]})
+    assert ok == 200
+
+
+def test_tf_serving_grpc_client_code_works_unchanged(served):
+    running, _, model, preprocessor = served
+    # What a TF Serving user writes, word for word.
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(running.channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "classify"
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["text"].CopyFrom(tf.make_tensor_proto(TEXTS))
+    response = stub.Predict(request, 30.0)
+    probabilities = tf.make_ndarray(response.outputs["probabilities"])
+    np.testing.assert_allclose(
+        probabilities, expected_probabilities(model, preprocessor, TEXTS), atol=1e-5
+    )
+    assert response.model_spec.version.value == 1
+    assert [v.decode() for v in tf.make_ndarray(response.outputs["label"])] == [
+        LABELS[i] for i in probabilities.argmax(-1)
+    ]
+
+    metadata = stub.GetModelMetadata(
+        get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec={"name": "classify"}, metadata_field=["signature_def"]
+        )
+    )
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    metadata.metadata["signature_def"].Unpack(signatures)
+    assert "serving_default" in signatures.signature_def
+
+    status = model_service_pb2_grpc.ModelServiceStub(running.channel).GetModelStatus(
+        get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "classify"})
+    )
+    assert [(s.version, s.state) for s in status.model_version_status] == [
+        (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+    ]
+
+    request.model_spec.name = "nope"
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Predict(request, 30.0)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    request.model_spec.name = "classify"
+    request.inputs["text"].CopyFrom(tf.make_tensor_proto([[1.0]]))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Predict(request, 30.0)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "must be string" in e.value.details()
+
+
+def test_concurrent_single_text_requests_run_as_batches(classifier, tmp_path):
+    model, preprocessor = classifier
+    export_classifier(model, preprocessor, LABELS, tmp_path / "m")
+    manager = ms.ModelManager(
+        [ms.ModelSpec("m", tmp_path / "m")],
+        poll_seconds=0,
+        batching={"max_batch_size": 8, "timeout": 0.2},
+    )
+    manager.start()
+    servable = manager.model("m").servable(None)
+    calls = []
+    function = servable._functions["serving_default"]
+
+    def counting(**inputs):
+        calls.append(int(inputs["text"].shape[0]))
+        return function(**inputs)
+
+    servable._functions["serving_default"] = counting
+    texts = [f"{w} film" for w in ("good", "bad", "dull", "fun", "great", "awful", "poor", "a")]
+    results = [None] * len(texts)
+
+    def ask(i):
+        results[i] = servable.predict("serving_default", {"text": np.array([texts[i]], object)})
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    manager.stop()
+    assert sum(calls) == len(texts) and len(calls) < len(texts)  # fewer, larger runs
+    want = expected_probabilities(model, preprocessor, texts)
+    got = np.concatenate([r["probabilities"] for r in results])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_new_versions_switch_in_under_traffic_and_a_broken_one_is_skipped(classifier, tmp_path):
+    model, preprocessor = classifier
+    root = tmp_path / "classify"
+    export_classifier(model, preprocessor, LABELS, root)
+    running = Running([ms.ModelSpec("classify", root)], poll_seconds=0.2)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(running.channel)
+    failures, versions, stop = [], set(), threading.Event()
+
+    def traffic():
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "classify"
+        request.inputs["text"].CopyFrom(tf.make_tensor_proto(TEXTS))
+        while not stop.is_set():
+            try:
+                versions.add(stub.Predict(request, 30.0).model_spec.version.value)
+                status, _ = running.http(
+                    "POST", "/v1/models/classify:predict", {"instances": TEXTS}
+                )
+                if status != 200:
+                    failures.append(status)
+            except grpc.RpcError as e:
+                failures.append(e.code())
+
+    workers = [threading.Thread(target=traffic) for _ in range(3)]
+    try:
+        for w in workers:
+            w.start()
+        time.sleep(0.5)
+        export_classifier(model, preprocessor, LABELS, root)  # version 2 appears
+        deadline = time.monotonic() + 60
+        while 2 not in versions and time.monotonic() < deadline:
+            time.sleep(0.1)
+        broken = root / "3"
+        shutil.copytree(root / "2", broken)
+        (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+        deadline = time.monotonic() + 30
+        while 3 not in running.manager.model("classify").status and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    status, payload = running.http("GET", "/v1/models/classify")
+    running.stop()
+    assert failures == []
+    assert versions == {1, 2}
+    states = {
+        s["version"]: (s["state"], s["status"]["error_message"])
+        for s in payload["model_version_status"]
+    }
+    assert states["2"] == ("AVAILABLE", "")
+    assert states["1"][0] == "END"
+    assert states["3"][0] == "END" and states["3"][1]  # failed, with the reason
+
+
+def test_exports_warm_up_on_load(served):
+    running, root, *_ = served
+    servable = running.manager.model("classify").servable(None)
+    assert servable.warm_up() >= 1
+
+
+def test_model_config_file_is_tf_servings_text_format(tmp_path):
+    text = """
+    model_config_list {
+      config { name: "a" base_path: "/models/a" model_platform: "tensorflow" }
+      config { name: "b" base_path: "/models/b" }
+    }
+    """
+    assert ms.parse_model_config(text) == [
+        ms.ModelSpec("a", ms.Path("/models/a")),
+        ms.ModelSpec("b", ms.Path("/models/b")),
+    ]
+    with pytest.raises(ValueError, match="model config"):
+        ms.parse_model_config("model_config_list { config { name: 3 } ")
+    with pytest.raises(ValueError, match="unique"):
+        ms.parse_model_config(text.replace('"b"', '"a"'))
+
+
+def test_cli_serves_a_model_config_and_stops_on_sigterm(classifier, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    model, preprocessor = classifier
+    export_classifier(model, preprocessor, LABELS, tmp_path / "c")
+    config = tmp_path / "models.config"
+    config.write_text(
+        f'model_config_list {{ config {{ name: "c" base_path: "{tmp_path / "c"}" }} }}'
+    )
+    rest_port, grpc_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tfhf.serve",
+            f"--model_config_file={config}",
+            f"--rest_api_port={rest_port}",
+            f"--port={grpc_port}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "REST on" in line or not line:
+                break
+        assert f"REST on http://127.0.0.1:{rest_port}" in "".join(lines), "".join(lines)
+        connection = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=60)
+        connection.request("POST", "/v1/models/c:predict", json.dumps({"instances": TEXTS}))
+        response = connection.getresponse()
+        assert response.status == 200
+        assert len(json.loads(response.read())["predictions"]) == len(TEXTS)
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    bad = run_module("tfhf.serve", f"--model_base_path={tmp_path / 'missing'}", "--model_name=x")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: model x: base path")
+
+
+def test_lm_export_answers_prompts_with_the_signature_defaults_filled_in(tiny_lm, tmp_path):
+    from tfhf.serving.lm_export import export_language_model
+
+    model, tokenizer = tiny_lm
+    version = export_language_model(model, tokenizer, tmp_path / "lm")
+    running = Running([ms.ModelSpec("lm", tmp_path / "lm")], poll_seconds=0)
+    try:
+        prompts = ["To be", "Whether"]
+        status, payload = running.http("POST", "/v1/models/lm:predict", {"instances": prompts})
+        assert status == 200, payload
+        # The export's own defaults, as its `generate` function applies them.
+        loaded = tf.saved_model.load(str(version))
+        own = loaded.generate(tf.constant(prompts))
+        assert payload["predictions"] == [t.decode() for t in own["text"].numpy()]
+        body = {"inputs": {"prompt": prompts[:1], "max_new_tokens": [3], "temperature": [0.0]}}
+        status, payload = running.http("POST", "/v1/models/lm:predict", body)
+        assert status == 200, payload
+        assert len(tokenizer.encode(payload["outputs"][0])) <= 3
+        status, payload = running.http(
+            "POST", "/v1/models/lm:predict", {"inputs": {"prompt": ["To be"], "top_p": [2.0]}}
+        )
+        assert status == 400 and "top_p" in payload["error"]
+    finally:
+        running.stop()
+
+
+def test_a_short_context_lm_export_still_loads_with_its_warmup(tiny_lm, tmp_path):
+    from transformers import GPT2Config, TFGPT2LMHeadModel
+
+    from tfhf.serving.lm_export import export_language_model
+
+    _, tokenizer = tiny_lm
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=8,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = TFGPT2LMHeadModel(config)
+    model(model.dummy_inputs)
+    version = export_language_model(model, tokenizer, tmp_path / "lm")
+    assert ms.Servable("lm", 1, version).warm_up() == 2

@@ -1,0 +1,127 @@
+"""python -m tfhf.serve: serve tfhf exports over TensorFlow Serving's REST and gRPC APIs.
+
+The flags are TF Serving's own, so the same command line and the same client code work
+against TF Serving in production.
+
+Examples:
+  python -m tfhf.serve --model_name=classify --model_base_path=savedmodels/classify
+  python -m tfhf.serve --model_config_file=models.config --rest_api_port=8501 --port=8500
+  python -m tfhf.serve --model_name=classify --model_base_path=savedmodels/classify \\
+      --enable_batching --max_batch_size=32 --batch_timeout_micros=5000
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from absl import app, flags
+
+import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
+_NAME = flags.DEFINE_string("model_name", "default", "Name the model is served under.")
+_BASE = flags.DEFINE_string(
+    "model_base_path", "", "Folder holding the model's integer version folders."
+)
+_CONFIG = flags.DEFINE_string(
+    "model_config_file", "", "TF Serving's text-format ModelServerConfig, for several models."
+)
+_REST_PORT = flags.DEFINE_integer("rest_api_port", 8501, "REST port; 0 turns REST off.")
+_GRPC_PORT = flags.DEFINE_integer("port", 8500, "gRPC port; 0 turns gRPC off.")
+_HOST = flags.DEFINE_string(
+    "host", "127.0.0.1", "Address to bind; 0.0.0.0 to accept other machines."
+)
+_POLL = flags.DEFINE_float(
+    "file_system_poll_wait_seconds", 1.0, "How often to look for new versions; 0: never."
+)
+_BATCHING = flags.DEFINE_bool(
+    "enable_batching", False, "Run concurrent requests to one signature as one batch."
+)
+_MAX_BATCH = flags.DEFINE_integer("max_batch_size", 32, "Batching: most rows in one batch.")
+_TIMEOUT = flags.DEFINE_integer(
+    "batch_timeout_micros", 2000, "Batching: longest wait for a batch to fill, in microseconds."
+)
+_MAX_BODY = flags.DEFINE_integer(
+    "max_body_bytes", 4 << 20, "Largest REST request body (and gRPC message) accepted."
+)
+_MAX_INSTANCES = flags.DEFINE_integer(
+    "max_instances", 1024, "Most instances (rows) in one request."
+)
+
+
+def main(argv: list[str]) -> None:
+    from tfhf.serving import model_server as ms
+
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.basicConfig(format="tfhf.serve: %(message)s", level=logging.WARNING)
+
+    def fail(message: str) -> None:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    if bool(_CONFIG.value) == bool(_BASE.value):
+        fail("give either --model_base_path (with --model_name) or --model_config_file")
+    if _CONFIG.value:
+        try:
+            specs = ms.parse_model_config(Path(_CONFIG.value).read_text())
+        except (OSError, ValueError) as e:
+            fail(f"{_CONFIG.value}: {e}")
+    else:
+        specs = [ms.ModelSpec(_NAME.value, Path(_BASE.value))]
+    for spec in specs:
+        if not spec.base_path.is_dir():
+            fail(f"model {spec.name}: base path {spec.base_path} is not a folder")
+    if _BATCHING.value and (_MAX_BATCH.value < 1 or _TIMEOUT.value < 0):
+        fail("--max_batch_size must be positive and --batch_timeout_micros not negative")
+    if not (_REST_PORT.value or _GRPC_PORT.value):
+        fail("both --rest_api_port and --port are 0: nothing to serve on")
+
+    batching = None
+    if _BATCHING.value:
+        batching = {"max_batch_size": _MAX_BATCH.value, "timeout": _TIMEOUT.value / 1e6}
+    manager = ms.ModelManager(specs, poll_seconds=_POLL.value, batching=batching)
+    manager.start()
+    for model in manager.models.values():
+        if model.current is None:
+            print(
+                f"tfhf.serve: model {model.spec.name}: no loadable version under "
+                f"{model.spec.base_path} yet; waiting for one",
+                flush=True,
+            )
+    stopped = threading.Event()
+    servers = []
+    if _GRPC_PORT.value:
+        grpc_server, port = ms.grpc_server(
+            manager,
+            host=_HOST.value,
+            port=_GRPC_PORT.value,
+            max_message_bytes=_MAX_BODY.value,
+            max_instances=_MAX_INSTANCES.value,
+        )
+        servers.append(lambda: grpc_server.stop(grace=2))
+        print(f"tfhf.serve: gRPC on {_HOST.value}:{port}", flush=True)
+    if _REST_PORT.value:
+        rest = ms.rest_server(
+            manager,
+            host=_HOST.value,
+            port=_REST_PORT.value,
+            max_body_bytes=_MAX_BODY.value,
+            max_instances=_MAX_INSTANCES.value,
+        )
+        threading.Thread(target=rest.serve_forever, daemon=True).start()
+        servers.append(rest.shutdown)
+        print(f"tfhf.serve: REST on http://{_HOST.value}:{rest.server_address[1]}", flush=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    for stop in servers:
+        stop()
+    manager.stop()
+
+
+if __name__ == "__main__":
+    app.run(main)
