@@ -102,7 +102,7 @@ def main(argv: list[str]) -> None:
             max_message_bytes=_MAX_BODY.value,
             max_instances=_MAX_INSTANCES.value,
         )
-        servers.append(lambda: grpc_server.stop(grace=2))
+        servers.append(lambda: grpc_server.stop(grace=2).wait())
         print(f"tfhf.serve: gRPC on {_HOST.value}:{port}", flush=True)
     if _REST_PORT.value:
         rest = ms.rest_server(

@@ -155,7 +155,7 @@ def test_rest_predict_rows_and_columns_match_the_model(served):
             "POST",
             "/v1/models/classify:predict",
             {"signature_name": "nope", "instances": ["a"]},
-            404,
+            400,
             "nope",
         ),
         ("POST", "/v1/models/classify:predict", {"instances": [1, 2]}, 400, "must be string"),
@@ -458,3 +458,65 @@ def test_a_short_context_lm_export_still_loads_with_its_warmup(tiny_lm, tmp_path
     model(model.dummy_inputs)
     version = export_language_model(model, tokenizer, tmp_path / "lm")
     assert ms.Servable("lm", 1, version).warm_up() == 2
+
+
+def test_multi_input_rows_and_number_checks_on_the_encoded_signature(served):
+    running, _, model, _ = served
+    ids = [2, 8, 9, 3]
+    instance = {"input_ids": ids, "attention_mask": [1] * 4, "token_type_ids": [0] * 4}
+    body = {"signature_name": "encoded", "instances": [instance, instance]}
+    status, payload = running.http("POST", "/v1/models/classify:predict", body)
+    assert status == 200, payload
+    features = {
+        "input_ids": tf.constant([ids] * 2),
+        "attention_mask": tf.ones([2, 4], tf.int32),
+        "token_type_ids": tf.zeros([2, 4], tf.int32),
+    }
+    want = model(features, training=False).logits.numpy()
+    np.testing.assert_allclose(payload["predictions"], want, atol=1e-5)
+    for bad, message in (
+        (2**31, "outside the range of int32"),
+        (True, "mixes booleans and numbers"),
+    ):
+        wrong = {**instance, "input_ids": [bad, 8, 9, 3]}
+        body = {"signature_name": "encoded", "instances": [wrong]}
+        status, payload = running.http("POST", "/v1/models/classify:predict", body)
+        assert status == 400 and message in payload["error"]
+
+
+def test_grpc_refuses_a_tensor_that_declares_a_huge_shape(served):
+    running, *_ = served
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(running.channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "classify"
+    proto = tf.make_tensor_proto(["a"])
+    proto.tensor_shape.dim[0].size = 10**12  # a few bytes on the wire, a terabyte decoded
+    request.inputs["text"].CopyFrom(proto)
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Predict(request, 30.0)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "invalid shape" in e.value.details()
+
+
+def test_batches_never_exceed_max_batch_size():
+    seen = []
+
+    def run(inputs):
+        seen.append(len(inputs["x"]))
+        time.sleep(0.05)
+        return {"y": inputs["x"] * 2}
+
+    batcher = ms.Batcher(run, max_batch_size=8, timeout=0.2)
+    results = {}
+
+    def ask(i):
+        results[i] = batcher({"x": np.full([5], i)})
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen and max(seen) <= 8 and sum(seen) == 15
+    for i in range(3):
+        np.testing.assert_array_equal(results[i]["y"], np.full([5], 2 * i))

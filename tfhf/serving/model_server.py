@@ -75,7 +75,11 @@ def parse_model_config(text: str) -> list[ModelSpec]:
 def _versions_on_disk(base_path: Path) -> list[int]:
     if not base_path.is_dir():
         return []
-    return sorted(int(p.name) for p in base_path.iterdir() if p.name.isdigit() and p.is_dir())
+    return sorted(int(p.name) for p in base_path.iterdir() if _is_number(p.name) and p.is_dir())
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdecimal()
 
 
 class Batcher:
@@ -100,7 +104,11 @@ class Batcher:
             return self._run(inputs)
         future: futures.Future = futures.Future()
         with self._lock:
-            if self._pending and not _stackable(self._pending[0][0], inputs):
+            pending_rows = sum(r for _, r, _ in self._pending)
+            if self._pending and (
+                not _stackable(self._pending[0][0], inputs)
+                or pending_rows + rows > self.max_batch_size
+            ):
                 self._flush_locked()
             self._pending.append((inputs, rows, future))
             if sum(r for _, r, _ in self._pending) >= self.max_batch_size:
@@ -133,17 +141,11 @@ class Batcher:
             try:
                 outputs = self._run(stacked)
             except RequestError:
-                # One request the model refuses must not fail the others: run each alone.
-                for inputs, _, future in batch:
-                    try:
-                        future.set_result(self._run(inputs))
-                    except Exception as e:  # noqa: BLE001  (handed to that request's caller)
-                        future.set_exception(e)
+                self._run_each(batch)  # one refused request must not fail the others
                 return
             total = sum(rows for _, rows, _ in batch)
             if any(np.ndim(v) == 0 or len(v) != total for v in outputs.values()):
-                for inputs, _, future in batch:  # outputs not per row: run each alone
-                    future.set_result(self._run(inputs))
+                self._run_each(batch)  # outputs not per row: run each alone
                 return
             start = 0
             for _, rows, future in batch:
@@ -153,6 +155,13 @@ class Batcher:
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(e)
+
+    def _run_each(self, batch) -> None:
+        for inputs, _, future in batch:
+            try:
+                future.set_result(self._run(inputs))
+            except Exception as e:  # noqa: BLE001  (handed to that request's caller)
+                future.set_exception(e)
 
 
 def _rows_of(inputs: dict[str, np.ndarray]) -> int | None:
@@ -197,7 +206,7 @@ class Servable:
     def predict(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs `signature` on `inputs` (numpy arrays by input name)."""
         if signature not in self._functions:
-            raise NotFound(
+            raise RequestError(
                 f'serving signature name: "{signature}" not found in signature def '
                 f"(model {self.name} version {self.version} has: "
                 f"{', '.join(sorted(self._functions))})"
@@ -277,9 +286,16 @@ def _as_dtype(value, dtype: tf.DType, name: str) -> np.ndarray:
                 raise TypeError
             return np.array(flat, dtype=object).reshape(array.shape)
         array = np.asarray(value)
-        if array.dtype.kind not in "biuf" or (dtype.is_integer and array.dtype.kind == "f"):
-            raise TypeError
-        return array.astype(dtype.as_numpy_dtype)
+        if dtype == tf.bool:
+            if array.dtype.kind != "b":
+                raise TypeError
+            return array
+        if array.dtype.kind not in "iuf" or (dtype.is_integer and array.dtype.kind == "f"):
+            raise TypeError  # booleans, strings and objects are not numbers
+        cast = array.astype(dtype.as_numpy_dtype)
+        if dtype.is_integer and not np.array_equal(cast, array):
+            raise RequestError(f"input '{name}' has values outside the range of {dtype.name}")
+        return cast
     except (TypeError, ValueError):
         raise RequestError(f"input '{name}' must be {dtype.name} values of one shape") from None
 
@@ -295,7 +311,7 @@ class ServedModel:
         self._current: Servable | None = None
         # version -> (state, error message), as TF Serving reports them.
         self.status: dict[int, tuple[str, str]] = {}
-        self._failed: set[int] = set()
+        self._failed: dict[int, float] = {}  # version -> folder mtime when it failed
 
     @property
     def current(self) -> Servable | None:
@@ -313,6 +329,14 @@ class ServedModel:
             raise NotFound(f"Servable not found for request: {wanted}")
         return current
 
+    def _mtime(self, version: int) -> float:
+        # A version that failed is tried again once its folder changes (a copy completing).
+        folder = self.spec.base_path / str(version)
+        try:
+            return max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.iterdir()])
+        except OSError:
+            return -1.0
+
     def poll(self) -> None:
         """Loads the highest version on disk if it is new; keeps the old one on failure."""
         versions = _versions_on_disk(self.spec.base_path)
@@ -320,7 +344,7 @@ class ServedModel:
         candidates = [
             v
             for v in versions
-            if v not in self._failed and (current is None or v > current.version)
+            if self._failed.get(v) != self._mtime(v) and (current is None or v > current.version)
         ]
         if not candidates:
             return
@@ -336,7 +360,7 @@ class ServedModel:
             warmed = servable.warm_up()
         except Exception as e:  # noqa: BLE001  (any failure keeps the old version serving)
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            self._failed.add(version)
+            self._failed[version] = self._mtime(version)
             self.status[version] = ("END", reason)
             log.error(
                 "model %s version %d failed to load, still serving %s: %s",
@@ -390,7 +414,10 @@ class ModelManager:
     def _poll_forever(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             for model in self.models.values():
-                model.poll()
+                try:
+                    model.poll()
+                except Exception:  # noqa: BLE001  (a bad folder must not end the polling)
+                    log.exception("model %s: polling failed", model.spec.name)
 
     def model(self, name: str) -> ServedModel:
         if name not in self.models:
@@ -401,6 +428,8 @@ class ModelManager:
         """TF Serving's `model_version_status` list for a model (or one version)."""
         model = self.model(name)
         items = sorted(model.status.items(), reverse=True)
+        if not items:
+            raise NotFound(f"Could not find any versions of model {name}")
         if version is not None:
             items = [(v, s) for v, s in items if v == version]
             if not items:
@@ -426,7 +455,11 @@ class ModelManager:
         signatures = get_model_metadata_pb2.SignatureDefMap()
         for key, definition in servable.signature_defs.items():
             signatures.signature_def[key].CopyFrom(definition)
-        return servable, json_format.MessageToDict(signatures, preserving_proto_field_name=True)
+        return servable, json_format.MessageToDict(
+            signatures,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,  # as TF Serving prints it
+        )
 
 
 # ---- REST ------------------------------------------------------------------------------
@@ -476,8 +509,14 @@ def _to_array(value, name: str) -> np.ndarray:
             array = np.array(decoded)
         except ValueError:
             raise RequestError(f"input '{name}' is ragged") from None
-    if array.dtype == object and any(isinstance(v, list) for v in array.reshape(-1)):
+    flat = array.reshape(-1)
+    if array.dtype == object and any(isinstance(v, list) for v in flat):
         raise RequestError(f"input '{name}' is ragged: all rows must have one shape")
+    if array.dtype.kind in "iuf" and array.size:
+        # numpy turns [true, 2] into [1, 2]; TF Serving refuses booleans among numbers.
+        kinds = {type(v) is bool for v in np.array(decoded, dtype=object).reshape(-1)}
+        if True in kinds:
+            raise RequestError(f"input '{name}' mixes booleans and numbers")
     return array
 
 
@@ -545,8 +584,13 @@ def predict_response(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
     if len(outputs) == 1:
         ((name, value),) = outputs.items()
         return {"predictions": _json_value(value, name)}
+    lengths = {np.shape(v)[0] if np.ndim(v) else None for v in outputs.values()}
+    if len(lengths) != 1 or None in lengths:
+        raise RequestError(
+            "the outputs have no common batch size: use the columnar format ('inputs')"
+        )
     columns = {k: _json_value(v, k) for k, v in outputs.items()}
-    rows = len(next(iter(columns.values())))
+    rows = lengths.pop()
     return {"predictions": [{k: c[i] for k, c in columns.items()} for i in range(rows)]}
 
 
@@ -568,7 +612,7 @@ def _route(path: str):
         raise NotFound(f"unknown path {path}")
     name, version = rest[0], None
     if len(rest) == 3 and rest[1] == "versions":
-        if not rest[2].isdigit():
+        if not _is_number(rest[2]):
             raise RequestError(f"version '{rest[2]}' is not an integer")
         version = int(rest[2])
     elif len(rest) == 3 and rest[1] == "labels":
@@ -591,6 +635,8 @@ def rest_server(
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "tfhf.serve"
+        timeout = 30  # a client that stops sending must not hold a thread forever
+        _body_read = True
 
         def log_message(self, format, *args):  # noqa: A002  (access logs would flood)
             pass
@@ -607,6 +653,7 @@ def rest_server(
             try:
                 self._send(HTTPStatus.OK, handle())
             except RequestError as e:
+                self.close_connection = not self._body_read  # unread bytes would be misread
                 self._send(HTTPStatus.BAD_REQUEST, {"error": str(e)})
             except NotFound as e:
                 self._send(HTTPStatus.NOT_FOUND, {"error": str(e)})
@@ -637,15 +684,18 @@ def rest_server(
             self._guarded(handle)
 
         def do_POST(self):  # noqa: N802
+            self._body_read = False
+
             def handle():
                 length = self.headers.get("Content-Length")
-                if length is None or not length.isdigit():
+                if length is None or not _is_number(length):
                     raise RequestError("a POST needs a Content-Length")
                 if int(length) > max_body_bytes:
                     raise _TooLarge(
                         f"request body of {length} bytes exceeds the limit of {max_body_bytes}"
                     )
                 raw = self.rfile.read(int(length))
+                self._body_read = True
                 name, version, action = _route(self.path)
                 if action != "predict":
                     if action in ("classify", "regress"):
@@ -653,8 +703,8 @@ def rest_server(
                     raise NotFound(f"unknown path {self.path}")
                 try:
                     body = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                    raise RequestError(f"malformed JSON: {e}") from None
+                except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+                    raise RequestError(f"malformed JSON: {str(e)[:200]}") from None
                 servable = manager.model(name).servable(version)
                 signature, inputs, rows = parse_predict_body(
                     body, servable, max_instances=max_instances
@@ -722,9 +772,12 @@ def grpc_server(
                 signature = request.model_spec.signature_name or "serving_default"
                 inputs = {}
                 for name, proto in request.inputs.items():
+                    dims = [d.size for d in proto.tensor_shape.dim]
+                    if any(d < 0 for d in dims) or int(np.prod(dims)) > max_message_bytes:
+                        raise RequestError(f"input '{name}' declares an invalid shape {dims}")
                     try:
                         inputs[name] = tf.make_ndarray(proto)
-                    except (TypeError, ValueError) as e:
+                    except (TypeError, ValueError, KeyError) as e:
                         raise RequestError(f"input '{name}' is not a valid tensor: {e}") from None
                 rows = max((a.shape[0] for a in inputs.values() if a.ndim), default=1)
                 if rows > max_instances:

@@ -96,7 +96,8 @@ def read_warmup_requests(version_dir: str | Path) -> list[tuple[str, dict[str, n
         return []
     requests = []
     try:
-        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+        records = tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_REQUESTS)  # as TF Serving
+        for record in records.as_numpy_iterator():
             log = prediction_log_pb2.PredictionLog.FromString(record)
             kind = log.WhichOneof("log_type")
             if kind != "predict_log":
