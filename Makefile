@@ -25,7 +25,7 @@ mlm: setup
 	$(BIN)/python -m tfhf.train --flagfile=flags/mlm.flags
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check tfhf tests benchmarks
