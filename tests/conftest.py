@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import textwrap
@@ -122,6 +123,19 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
         "validation": write_csv(folder / "validation.csv", make_texts(24, seed=2)),
         "test": write_csv(folder / "test.csv", make_texts(24, seed=3)),
     }
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct loopback ports free at the moment of asking (held together while chosen,
+    so they cannot repeat)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def run_module(

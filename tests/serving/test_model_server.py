@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import socket
 import threading
 import time
 
@@ -15,7 +14,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_module
+from conftest import free_ports, run_module
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -31,12 +30,6 @@ from tfhf.serving.export import export_classifier
 
 LABELS = ["negative", "positive"]
 TEXTS = ["the film was great fun !", "a dull , boring plot", "very good acting"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -372,7 +365,7 @@ def test_cli_serves_a_model_config_and_stops_on_sigterm(classifier, tmp_path):
     config.write_text(
         f'model_config_list {{ config {{ name: "c" base_path: "{tmp_path / "c"}" }} }}'
     )
-    rest_port, grpc_port = free_port(), free_port()
+    rest_port, grpc_port = free_ports(2)
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
 
 import numpy as np
-from conftest import REPO
+from conftest import REPO, free_ports
 
 from tfhf.train import run  # noqa: F401  (the workers run the same entry point)
 
@@ -81,17 +80,6 @@ def test_mirrored_over_two_cpus_follows_the_default_strategy():
     np.testing.assert_allclose(mirrored, default, rtol=1e-4)
     for a, b in zip(result["default"]["weights"], result["mirrored"]["weights"], strict=True):
         np.testing.assert_allclose(np.array(b), np.array(a), atol=1e-5)
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 WORKER = textwrap.dedent(

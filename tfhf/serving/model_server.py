@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from concurrent import futures
 from http import HTTPStatus
@@ -848,13 +847,3 @@ def grpc_server(
         raise OSError(f"cannot bind gRPC to {host}:{port}")
     server.start()
     return server, bound
-
-
-def wait_until_available(manager: ModelManager, timeout: float) -> bool:
-    """Whether every model has a version serving within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(m.current is not None for m in manager.models.values()):
-            return True
-        time.sleep(0.05)
-    return False
