@@ -9,6 +9,7 @@ import json
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -27,6 +28,8 @@ from tfhf.data.bert_preprocessor import BertPreprocessor
 from tfhf.models.loading import load_sequence_classifier
 from tfhf.serving import model_server as ms
 from tfhf.serving.export import export_classifier
+from tfhf.serving.model_server import served_model
+from tfhf.serving.warmup import read_warmup_requests, write_warmup_requests
 
 LABELS = ["negative", "positive"]
 TEXTS = ["the film was great fun !", "a dull , boring plot", "very good acting"]
@@ -330,10 +333,95 @@ def test_new_versions_switch_in_under_traffic_and_a_broken_one_is_skipped(classi
     assert states["3"][0] == "END" and states["3"][1]  # failed, with the reason
 
 
-def test_exports_warm_up_on_load(served):
-    running, root, *_ = served
-    servable = running.manager.model("classify").servable(None)
-    assert servable.warm_up() >= 1
+def test_loading_a_version_replays_its_warmup_records_before_serving_it(
+    served, tmp_path, monkeypatch
+):
+    _, root, *_ = served
+    shutil.copytree(root / "1", tmp_path / "m" / "1")
+    manager = ms.ModelManager([ms.ModelSpec("m", tmp_path / "m")], poll_seconds=0)
+    model = manager.model("m")
+    runs, call = [], ms.Servable._call
+
+    def recording(servable, signature, inputs):
+        inputs_as_lists = {k: v.tolist() for k, v in inputs.items()}
+        runs.append((signature, inputs_as_lists, model.current, model.status))
+        return call(servable, signature, inputs)
+
+    monkeypatch.setattr(ms.Servable, "_call", recording)
+    manager.start()
+    records = read_warmup_requests(tmp_path / "m" / "1")
+    assert records and [(s, i) for s, i, *_ in runs] == [
+        (s, {k: v.tolist() for k, v in i.items()}) for s, i in records
+    ]
+    # Each ran while the version was loading, before any request could reach it.
+    assert all(current is None for *_, current, _ in runs)
+    assert all(status == {1: ("LOADING", "")} for *_, status in runs)
+    assert model.current.version == 1 and model.status == {1: ("AVAILABLE", "")}
+
+
+def test_a_version_whose_warmup_fails_is_not_served(served, tmp_path):
+    _, root, *_ = served
+    shutil.copytree(root / "1", tmp_path / "m" / "1")
+    write_warmup_requests(tmp_path / "m" / "1", [("serving_default", {"txt": ["a"]})])
+    manager = ms.ModelManager([ms.ModelSpec("m", tmp_path / "m")], poll_seconds=0)
+    manager.start()
+    [status] = manager.status("m")
+    assert status["state"] == "END"
+    assert "input 'txt' is not in signature" in status["status"]["error_message"]
+    with pytest.raises(ms.NotFound):
+        manager.model("m").servable(None)
+
+
+def test_status_requests_never_see_a_version_switch_half_done(tmp_path, monkeypatch):
+    class Instant:
+        """Loads in no time, so versions switch as fast as `poll` runs."""
+
+        def __init__(self, name, version, path, *, batching=None):
+            self.version = version
+
+        def warm_up(self):
+            return 0
+
+    class SlowWrites(dict):
+        """A status map whose every write lets other threads run, so that a reader not
+        kept out by the lock lands between a switch's writes every time, not by chance."""
+
+        def __setitem__(self, key, value):
+            super().__setitem__(key, value)
+            time.sleep(0.001)
+
+    monkeypatch.setattr(served_model, "Servable", Instant)
+    manager = ms.ModelManager([ms.ModelSpec("m", tmp_path)], poll_seconds=0)
+    model = manager.model("m")
+    model._status = SlowWrites()
+    (tmp_path / "1").mkdir()
+    model.poll()
+    torn, errors, stop = [], [], threading.Event()
+
+    def ask():
+        while not stop.is_set():
+            try:
+                states = [s["state"] for s in manager.status("m")]
+            except Exception as e:  # noqa: BLE001  (reported below)
+                errors.append(e)
+                return
+            if states.count("AVAILABLE") != 1:
+                torn.append(states)
+
+    readers = [threading.Thread(target=ask) for _ in range(2)]
+    try:
+        for r in readers:
+            r.start()
+        for version in range(2, 21):
+            (tmp_path / str(version)).mkdir()
+            model.poll()
+    finally:
+        stop.set()
+        for r in readers:
+            r.join()
+    assert errors == [] and torn == []
+    assert model.current.version == 20
+    assert [s["state"] for s in manager.status("m")] == ["AVAILABLE"] + ["END"] * 19
 
 
 def test_model_config_file_is_tf_servings_text_format(tmp_path):
@@ -344,8 +432,8 @@ def test_model_config_file_is_tf_servings_text_format(tmp_path):
     }
     """
     assert ms.parse_model_config(text) == [
-        ms.ModelSpec("a", ms.Path("/models/a")),
-        ms.ModelSpec("b", ms.Path("/models/b")),
+        ms.ModelSpec("a", Path("/models/a")),
+        ms.ModelSpec("b", Path("/models/b")),
     ]
     with pytest.raises(ValueError, match="model config"):
         ms.parse_model_config("model_config_list { config { name: 3 } ")
@@ -450,7 +538,16 @@ def test_a_short_context_lm_export_still_loads_with_its_warmup(tiny_lm, tmp_path
     model = TFGPT2LMHeadModel(config)
     model(model.dummy_inputs)
     version = export_language_model(model, tokenizer, tmp_path / "lm")
-    assert ms.Servable("lm", 1, version).warm_up() == 2
+    manager = ms.ModelManager([ms.ModelSpec("lm", tmp_path / "lm")], poll_seconds=0)
+    manager.start()
+    assert len(read_warmup_requests(version)) == 2
+    assert manager.status("lm") == [
+        {
+            "version": version.name,
+            "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": ""},
+        }
+    ]
 
 
 def test_multi_input_rows_and_number_checks_on_the_encoded_signature(served):

@@ -1,0 +1,9 @@
+"""The two kinds of refusal both front ends translate into status codes."""
+
+
+class RequestError(Exception):
+    """The client's mistake: answered with HTTP 400 / gRPC INVALID_ARGUMENT."""
+
+
+class NotFound(Exception):
+    """Unknown model, version or signature: HTTP 404 / gRPC NOT_FOUND."""

@@ -1,0 +1,167 @@
+"""TF Serving's gRPC API: `PredictionService` (Predict, GetModelMetadata) and
+`ModelService` (GetModelStatus), on tensorflow-serving-api's generated stubs."""
+
+from __future__ import annotations
+
+from concurrent import futures
+from typing import NoReturn
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import any_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    status_pb2,
+)
+
+from tfhf.serving.model_server.errors import NotFound, RequestError
+from tfhf.serving.model_server.manager import ModelManager
+from tfhf.serving.model_server.tensors import check_rows
+
+
+def grpc_server(
+    manager: ModelManager,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8500,
+    max_message_bytes: int = 4 << 20,
+    max_instances: int = 1024,
+    workers: int = 16,
+) -> tuple[grpc.Server, int]:
+    """TF Serving's `PredictionService` and `ModelService` over `manager`, started.
+
+    Args:
+      manager: The models to answer for.
+      host: Address to bind.
+      port: Port to bind; 0 picks a free one.
+      max_message_bytes: Largest message received or sent; also caps the element count
+        an input tensor may declare.
+      max_instances: Most rows in one predict request.
+      workers: Threads answering requests.
+
+    Returns:
+      (server, bound port).
+    """
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(
+            manager, max_message_bytes=max_message_bytes, max_instances=max_instances
+        ),
+        server,
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if not bound:
+        raise OSError(f"cannot bind gRPC to {host}:{port}")
+    server.start()
+    return server, bound
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata over `manager`'s served versions."""
+
+    def __init__(self, manager: ModelManager, *, max_message_bytes: int, max_instances: int):
+        self.manager = manager
+        self.max_message_bytes = max_message_bytes
+        self.max_instances = max_instances
+
+    def Predict(self, request, context):  # noqa: N802
+        try:
+            servable = self.manager.model(request.model_spec.name).servable(
+                _version_of(request.model_spec)
+            )
+            signature = request.model_spec.signature_name or "serving_default"
+            inputs = {name: self._decoded(name, proto) for name, proto in request.inputs.items()}
+            check_rows(inputs, max_instances=self.max_instances)
+            outputs = servable.predict(signature, inputs)
+            wanted = list(request.output_filter) or list(outputs)
+            missing = [k for k in wanted if k not in outputs]
+            if missing:
+                raise RequestError(f"output_filter names unknown output '{missing[0]}'")
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = request.model_spec.name
+            response.model_spec.version.value = servable.version
+            response.model_spec.signature_name = signature
+            for k in wanted:
+                response.outputs[k].CopyFrom(tf.make_tensor_proto(outputs[k]))
+            return response
+        except (RequestError, NotFound) as e:
+            _abort(context, e)
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        try:
+            if list(request.metadata_field) not in ([], ["signature_def"]):
+                raise RequestError("only metadata_field 'signature_def' is supported")
+            servable = self.manager.model(request.model_spec.name).servable(
+                _version_of(request.model_spec)
+            )
+            packed = any_pb2.Any()
+            packed.Pack(servable.signature_def_map())
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = request.model_spec.name
+            response.model_spec.version.value = servable.version
+            response.metadata["signature_def"].CopyFrom(packed)
+            return response
+        except (RequestError, NotFound) as e:
+            _abort(context, e)
+
+    def _decoded(self, name: str, proto) -> np.ndarray:
+        # A tensor declares its shape apart from its values: a few bytes on the wire may
+        # declare terabytes, so the shape is checked before anything is allocated.
+        dims = [d.size for d in proto.tensor_shape.dim]
+        if any(d < 0 for d in dims) or int(np.prod(dims)) > self.max_message_bytes:
+            raise RequestError(f"input '{name}' declares an invalid shape {dims}")
+        try:
+            return tf.make_ndarray(proto)
+        except (TypeError, ValueError, KeyError) as e:
+            raise RequestError(f"input '{name}' is not a valid tensor: {e}") from None
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus over `manager`'s models."""
+
+    def __init__(self, manager: ModelManager):
+        self.manager = manager
+
+    def GetModelStatus(self, request, context):  # noqa: N802
+        try:
+            statuses = self.manager.status(request.model_spec.name, _version_of(request.model_spec))
+        except (RequestError, NotFound) as e:
+            _abort(context, e)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for s in statuses:
+            item = response.model_version_status.add()
+            item.version = int(s["version"])
+            item.state = get_model_status_pb2.ModelVersionStatus.State.Value(s["state"])
+            item.status.CopyFrom(
+                status_pb2.StatusProto(
+                    error_code=0 if s["status"]["error_code"] == "OK" else 2,
+                    error_message=s["status"]["error_message"],
+                )
+            )
+        return response
+
+
+def _version_of(spec: model_pb2.ModelSpec) -> int | None:
+    if spec.HasField("version"):
+        return spec.version.value
+    if spec.version_label:
+        raise NotFound("version labels are not supported by this server")
+    return None
+
+
+def _abort(context: grpc.ServicerContext, e: Exception) -> NoReturn:
+    code = (
+        grpc.StatusCode.NOT_FOUND if isinstance(e, NotFound) else grpc.StatusCode.INVALID_ARGUMENT
+    )
+    context.abort(code, str(e))

@@ -1,0 +1,155 @@
+"""One loaded version of a model: its signatures, input checks, and warmup replay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
+
+from tfhf.serving.model_server.batching import Batcher
+from tfhf.serving.model_server.errors import RequestError
+from tfhf.serving.warmup import read_warmup_requests
+
+
+class Servable:
+    """One loaded version of a model: its signatures, their SignatureDefs and defaults.
+
+    Args:
+      name: The model name requests use.
+      version: The version number (its folder's name).
+      path: The version's SavedModel folder.
+      batching: `Batcher` arguments (`max_batch_size`, `timeout`); None runs each
+        request alone.
+    """
+
+    def __init__(self, name: str, version: int, path: Path, *, batching: dict | None = None):
+        import tensorflow_text  # noqa: F401  (registers the ops tfhf exports use)
+
+        self.name, self.version, self.path = name, version, path
+        proto = saved_model_pb2.SavedModel()
+        proto.ParseFromString((path / "saved_model.pb").read_bytes())
+        graph = next(
+            (m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags),
+            proto.meta_graphs[0],
+        )
+        self.signature_defs = {
+            k: v for k, v in graph.signature_def.items() if not k.startswith("__")
+        }
+        self._loaded = tf.saved_model.load(str(path), tags=["serve"])
+        self._functions = {k: self._loaded.signatures[k] for k in self.signature_defs}
+        self._batchers = {}
+        if batching:
+            self._batchers = {
+                k: Batcher(lambda inputs, k=k: self._call(k, inputs), **batching)
+                for k in self._functions
+            }
+
+    def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
+        """The signatures as TF Serving's model metadata reports them."""
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        for key, definition in self.signature_defs.items():
+            signatures.signature_def[key].CopyFrom(definition)
+        return signatures
+
+    def predict(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs `signature` on `inputs` (numpy arrays by input name).
+
+        Inputs the request leaves out take the SignatureDef's defaults.
+
+        Raises:
+          RequestError: The signature is unknown, or the inputs do not fit it.
+        """
+        if signature not in self._functions:
+            raise RequestError(
+                f'serving signature name: "{signature}" not found in signature def '
+                f"(model {self.name} version {self.version} has: "
+                f"{', '.join(sorted(self._functions))})"
+            )
+        inputs = self._checked(signature, inputs)
+        batcher = self._batchers.get(signature)
+        return batcher(inputs) if batcher else self._call(signature, inputs)
+
+    def warm_up(self) -> int:
+        """Replays the export's `assets.extra/tf_serving_warmup_requests`; returns how many."""
+        requests = read_warmup_requests(self.path)
+        for signature, inputs in requests:
+            self.predict(signature, inputs)
+        return len(requests)
+
+    def _checked(self, signature: str, inputs: dict) -> dict[str, np.ndarray]:
+        definition = self.signature_defs[signature]
+        unknown = sorted(set(inputs) - set(definition.inputs))
+        if unknown:
+            raise RequestError(
+                f"input '{unknown[0]}' is not in signature '{signature}' (inputs: "
+                f"{', '.join(sorted(definition.inputs))})"
+            )
+        checked = {}
+        for name, info in definition.inputs.items():
+            if name in inputs:
+                value = inputs[name]
+            elif name in definition.defaults:
+                value = tf.make_ndarray(definition.defaults[name])
+            else:
+                raise RequestError(f"missing input '{name}' for signature '{signature}'")
+            dtype = tf.dtypes.as_dtype(info.dtype)
+            checked[name] = _as_dtype(value, dtype, name)
+            shape = info.tensor_shape
+            if not shape.unknown_rank and checked[name].ndim != len(shape.dim):
+                raise RequestError(
+                    f"input '{name}' must have rank {len(shape.dim)}, got shape "
+                    f"{list(checked[name].shape)}"
+                )
+            for axis, dim in enumerate(shape.dim):
+                if dim.size >= 0 and checked[name].shape[axis] != dim.size:
+                    raise RequestError(
+                        f"input '{name}' dimension {axis} must be {dim.size}, got shape "
+                        f"{list(checked[name].shape)}"
+                    )
+        return checked
+
+    def _call(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            outputs = self._functions[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+            raise RequestError(_reason(getattr(e, "message", str(e)))) from None
+        return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _reason(message: str) -> str:
+    """The line of a TensorFlow error that says what was wrong with the request."""
+    if "assertion failed:" in message:
+        said = message.split("assertion failed:", 1)[1].strip().splitlines()[0]
+        return said.strip("[] ").split("] [")[0]
+    lines = [
+        line.strip()
+        for line in message.splitlines()
+        if line.strip() and not line.startswith(("Graph execution error", "Detected at node"))
+    ]
+    return lines[0] if lines else "the model refused the request"
+
+
+def _as_dtype(value, dtype: tf.DType, name: str) -> np.ndarray:
+    try:
+        if dtype == tf.string:
+            array = np.asarray(value, dtype=object)
+            flat = [v.encode() if isinstance(v, str) else v for v in array.reshape(-1)]
+            if not all(isinstance(v, bytes) for v in flat):
+                raise TypeError
+            return np.array(flat, dtype=object).reshape(array.shape)
+        array = np.asarray(value)
+        if dtype == tf.bool:
+            if array.dtype.kind != "b":
+                raise TypeError
+            return array
+        if array.dtype.kind not in "iuf" or (dtype.is_integer and array.dtype.kind == "f"):
+            raise TypeError  # booleans, strings and objects are not numbers
+        cast = array.astype(dtype.as_numpy_dtype)
+        if dtype.is_integer and not np.array_equal(cast, array):
+            raise RequestError(f"input '{name}' has values outside the range of {dtype.name}")
+        return cast
+    except (TypeError, ValueError):
+        raise RequestError(f"input '{name}' must be {dtype.name} values of one shape") from None
