@@ -29,6 +29,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check tfhf tests benchmarks
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format tfhf tests benchmarks

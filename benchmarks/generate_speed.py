@@ -34,18 +34,17 @@ PROMPTS = [
 
 
 def _model_and_tokenizer(model_dir: str):
-    from tfhf.data.bpe import load_bpe, train_bpe
     from tfhf.models.loading import load_causal_lm, resolve_model
+    from tfhf.tokenizers.bpe import load_bpe, train_bpe
 
     if Path(model_dir).exists():
         folder = resolve_model(model_dir)
         return load_causal_lm(folder), load_bpe(folder), f"trained model in {folder}"
     import tempfile
 
-    from tfhf.config import TrainConfig
-    from tfhf.tasks.lm import new_gpt2
+    from tfhf.tasks.lm import LmConfig, new_gpt2
 
-    config = TrainConfig.for_task("lm")
+    config = LmConfig()
     tokenizer = train_bpe(
         [" ".join(PROMPTS) * 50], vocab_size=config.vocab_size, folder=Path(tempfile.mkdtemp())
     )

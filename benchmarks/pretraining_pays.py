@@ -29,21 +29,23 @@ _SKIP_MINILM = flags.DEFINE_bool("skip_minilm", False, "Only run the small-BERT 
 
 
 def _run(**overrides) -> dict:
-    from tfhf.config import TrainConfig
+    from tfhf.config import ExportConfig
     from tfhf.tasks import get_task
+    from tfhf.train import run
 
     name = overrides.pop("name")
     task = overrides.pop("task")
     root = Path(_WORKDIR.value)
-    config = TrainConfig.for_task(
-        task, workdir=str(root / name), export_dir=str(root / "export" / name), **overrides
-    )
+    config_class = get_task(task).config_class
+    if issubclass(config_class, ExportConfig):
+        overrides["export_dir"] = str(root / "export" / name)
+    config = config_class(workdir=str(root / name), **overrides)
     metrics_file = root / name / "metrics.json"
     if metrics_file.exists():  # finished earlier: reuse, so an interrupted study resumes
         print(f"== {name}: reusing {metrics_file}", flush=True)
         return json.loads(metrics_file.read_text())
     print(f"== {name}: {task} {overrides}", flush=True)
-    return get_task(task).run(config)
+    return run(config)
 
 
 def _random_init_copy(pretrained: Path, folder: Path) -> Path:
@@ -51,7 +53,7 @@ def _random_init_copy(pretrained: Path, folder: Path) -> Path:
     import tf_keras
     import transformers
 
-    from tfhf.models.loading import save_pretrained_folder
+    from tfhf.models.model_folder import save_pretrained_folder
 
     if not (folder / "config.json").exists():
         tf_keras.utils.set_random_seed(0)

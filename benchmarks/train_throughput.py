@@ -76,29 +76,27 @@ def _timed_fit(model, ds, *, total_steps: int) -> dict:
     }
 
 
-def _run_tfhf(config, data, folder: Path, vocab_file: Path, lower_case: bool) -> dict:
+def _run_tfhf(config, scratch: Path) -> dict:
+    """The classify task's own model, pipeline and compiled training step, timed."""
     import tf_keras
 
     from tfhf.data import pipeline
-    from tfhf.data.bert_preprocessor import BertPreprocessor
     from tfhf.tasks.classify import ClassifyTask
     from tfhf.training import runtime as runtimes
+    from tfhf.training.fit import compile_for_training
 
     total = config.max_steps_per_epoch
-    task = ClassifyTask()
+    task = ClassifyTask(config)
+    task.load_inputs()
     runtime = runtimes.start(config)
-    preprocessor = BertPreprocessor(
-        vocab_file, lower_case=lower_case, max_seq_length=config.max_seq_length
-    )
     tf_keras.utils.set_random_seed(config.seed)
+    model = task.build_model(runtime, scratch)
+    train_ds = task.training_data(runtime).train
     with runtime.building():
-        model = task.build_model(folder, data.label_names)
-    train_ds = task.build_datasets(config, data, preprocessor)[0]
-    with runtime.building():
-        task.compile(model, config=config, total_steps=total)
+        compile_for_training(model, config, total_steps=total, metrics=task.train_metrics())
     figures = _timed_fit(model, train_ds, total_steps=total)
     # A second build with the same seed yields the same batches the model trained on.
-    again = task.build_datasets(config, data, preprocessor)[0]
+    again = task.training_data(runtime).train
     figures["padding_fraction"] = pipeline.padding_fraction(again, steps=total)
     return figures
 
@@ -168,14 +166,14 @@ def main(argv):
     del argv
     import tf_keras
 
-    from tfhf.config import TrainConfig
     from tfhf.data import sources
     from tfhf.models import loading
+    from tfhf.tasks.classify import ClassifyConfig
 
     if _STEPS.value < 1 or _WARMUP.value < 1:
         raise app.UsageError("--steps and --warmup_steps must be at least 1")
     total = _WARMUP.value + _STEPS.value
-    config = TrainConfig(
+    config = ClassifyConfig(
         batch_size=_BATCH.value,
         max_seq_length=_MAX_SEQ.value,
         max_steps_per_epoch=total,
@@ -183,9 +181,7 @@ def main(argv):
         jit_compile=_JIT.value,
         steps_per_execution=_SPE.value,
     )
-    problems = config.training_problems()
-    if not 3 <= config.max_seq_length <= 512:
-        problems.append(f"--max_seq_length must be in [3, 512], got {config.max_seq_length}")
+    problems = config.problems()
     if problems:
         raise app.UsageError("; ".join(problems))
 
@@ -207,10 +203,9 @@ def main(argv):
     runs = {}
     scratch = Path(tempfile.mkdtemp(prefix="tfhf-bench-"))
     try:
-        vocab_file, lower_case = loading.tokenizer_files(folder, scratch)
         for each in tfhf_configs:
             print(f"== {_label(each)}: {total} steps, batch {each.batch_size}", flush=True)
-            runs[_label(each)] = _run_tfhf(each, data, folder, vocab_file, lower_case)
+            runs[_label(each)] = _run_tfhf(each, scratch)
             tf_keras.backend.clear_session()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

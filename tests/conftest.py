@@ -95,7 +95,7 @@ def tiny_lm(tmp_path_factory):
     import tensorflow as tf
     from transformers import GPT2Config, TFGPT2LMHeadModel
 
-    from tfhf.data import bpe
+    from tfhf.tokenizers import bpe
 
     tf.keras.utils.set_random_seed(0)
     tokenizer = bpe.train_bpe([LM_TEXT * 30], vocab_size=280, folder=tmp_path_factory.mktemp("tok"))

@@ -1,23 +1,24 @@
-"""The shipped flagfiles parse into configs, and classify.flags states the real defaults."""
+"""The shipped flagfiles parse into their tasks' configs, state the real defaults, and replay."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
-from absl import flags
 from conftest import REPO
 
 from tfhf.config import TrainConfig
-from tfhf.train import config_from_flags
+from tfhf.errors import TfhfError
+from tfhf.tasks.classify import ClassifyConfig
+from tfhf.tasks.lm import LmConfig
+from tfhf.tasks.mlm import MlmConfig
+from tfhf.train import parse_config
+
+FLAGFILES = sorted(p.name for p in (REPO / "flags").glob("*.flags"))
 
 
 def parse_flagfile(name: str) -> TrainConfig:
-    try:
-        flags.FLAGS(["tfhf.train", f"--flagfile=flags/{name}"])
-        return config_from_flags()
-    finally:
-        flags.FLAGS.unparse_flags()
+    return parse_config(["tfhf.train", f"--flagfile=flags/{name}"])
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +27,7 @@ def _from_repo_root(monkeypatch):
 
 
 def test_classify_flags_spell_out_the_defaults():
-    assert parse_flagfile("classify.flags") == TrainConfig().resolved()
+    assert parse_flagfile("classify.flags") == ClassifyConfig().resolved()
 
 
 def test_sst2_example_overrides_only_what_it_names():
@@ -36,10 +37,11 @@ def test_sst2_example_overrides_only_what_it_names():
         "glue/sst2",
         "sentence",
     )
+    defaults = ClassifyConfig().resolved()
     changed = {
         f.name
-        for f in dataclasses.fields(TrainConfig)
-        if getattr(config, f.name) != getattr(TrainConfig().resolved(), f.name)
+        for f in dataclasses.fields(ClassifyConfig)
+        if getattr(config, f.name) != getattr(defaults, f.name)
     }
     assert changed == {
         "model",
@@ -53,14 +55,50 @@ def test_sst2_example_overrides_only_what_it_names():
 
 
 def test_lm_flags_spell_out_the_lm_defaults():
-    assert parse_flagfile("lm.flags") == TrainConfig.for_task("lm").resolved()
+    assert parse_flagfile("lm.flags") == LmConfig().resolved()
 
 
 def test_mlm_flags_spell_out_the_mlm_defaults():
-    assert parse_flagfile("mlm.flags") == TrainConfig.for_task("mlm").resolved()
+    assert parse_flagfile("mlm.flags") == MlmConfig().resolved()
 
 
 def test_lm_finetune_example_names_a_checkpoint():
     config = parse_flagfile("lm_gpt2_finetune.flags")
-    assert config.task == "lm" and config.model == "gpt2"
+    assert isinstance(config, LmConfig) and config.model == "gpt2"
     assert config.workdir == "runs/lm_gpt2"
+
+
+@pytest.mark.parametrize("name", FLAGFILES)
+def test_every_flagfile_replays_through_the_flags_txt_it_would_write(name, tmp_path):
+    config = parse_flagfile(name)
+    assert config.problems() == []
+    written = tmp_path / "flags.txt"
+    written.write_text(config.to_flagfile())
+    assert parse_config(["tfhf.train", f"--flagfile={written}"]) == config
+
+
+def test_no_task_inherits_another_tasks_defaults():
+    classify, lm, mlm = ClassifyConfig(), LmConfig(), MlmConfig()
+    assert (classify.model, lm.model, mlm.model) == ("minilm-l6", "", "")
+    assert (classify.dataset, lm.dataset) == ("rotten_tomatoes", "shakespeare")
+    assert (lm.vocab_size, mlm.vocab_size) == (4096, 8192)
+    assert not hasattr(classify, "block_size") and not hasattr(mlm, "export_dir")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task=mlm", "--export_dir=out"], "--export_dir is not a setting of --task=mlm"),
+        (["--task=classify", "--block_size=64"], "--block_size is not a setting of --task=c"),
+        (["--task=lm", "--strategy=gpus"], "value should be one of"),
+        (["--task=lm", "--epochs=two"], "--epochs"),
+    ],
+)
+def test_flags_of_another_task_or_of_the_wrong_type_are_refused(args, message):
+    with pytest.raises(TfhfError, match=message):
+        parse_config(["tfhf.train", *args])
+
+
+def test_the_last_task_given_wins_and_brings_its_defaults():
+    config = parse_config(["tfhf.train", "--task=classify", "--flagfile=flags/lm.flags"])
+    assert config == LmConfig().resolved()

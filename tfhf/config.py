@@ -1,4 +1,22 @@
-"""Typed run configuration: what the entry points build from flags and `run()` consumes."""
+"""Typed run configuration: the settings every task trains with, declared once.
+
+Each setting is a dataclass field whose metadata holds its help text (and its choices,
+for an enum): `tfhf.train` generates its flags from these fields, with the task's own
+defaults. A task's config subclasses `TrainConfig` (or `ExportConfig`, if the task exports
+a SavedModel), restating the defaults it wants and adding its own settings.
+
+Example:
+  >>> @dataclasses.dataclass(frozen=True)
+  ... class EchoConfig(TrainConfig):
+  ...     task: str = "echo"
+  ...     batch_size: int = 8
+  ...     repeats: int = setting(2, "How often to echo.")
+  >>> config = EchoConfig(epochs=0).resolved()
+  >>> config.workdir, config.batch_size, help_of(EchoConfig, "repeats")
+  ('runs/echo', 8, 'How often to echo.')
+  >>> config.problems()
+  ['--epochs must be positive, got 0']
+"""
 
 from __future__ import annotations
 
@@ -9,68 +27,98 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"
 MIXED_PRECISION = ("none", "fp16", "bf16")
 
 
+def setting(default, help: str, *, choices: tuple[str, ...] = ()):  # noqa: A002
+    """A config field with its help text (and allowed values), from which a flag is made."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def help_of(config_class: type, name: str) -> str:
+    """The help text of setting `name`: from the nearest class that declares it with one, so
+    that a task restating only a default keeps the common help."""
+    for cls in config_class.__mro__:
+        field = getattr(cls, "__dataclass_fields__", {}).get(name)
+        if field is not None and "help" in field.metadata:
+            return field.metadata["help"]
+    raise KeyError(f"setting '{name}' of {config_class.__name__} has no help text")
+
+
+def choices_of(config_class: type, name: str) -> tuple[str, ...]:
+    """The values setting `name` allows (empty: any value of its type)."""
+    for cls in config_class.__mro__:
+        field = getattr(cls, "__dataclass_fields__", {}).get(name)
+        if field is not None and "choices" in field.metadata:
+            return field.metadata["choices"]
+    return ()
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything one `python -m tfhf.train` run depends on.
+    """Everything every `python -m tfhf.train` run depends on.
 
-    Field names are the flag names, so `to_flagfile()` writes a file that
-    `--flagfile` reads back into the same config.
+    Field names are the flag names, so `to_flagfile()` writes a file that `--flagfile`
+    reads back into the same config.
     """
 
-    task: str = "classify"
-    model: str = "minilm-l6"
-    dataset: str = "rotten_tomatoes"
-    train_file: str = ""
-    validation_file: str = ""
-    test_file: str = ""
-    text_column: str = "text"
-    label_column: str = "label"
-    max_seq_length: int = 128
-    batch_size: int = 32
-    epochs: int = 1
-    max_steps_per_epoch: int = 0
-    learning_rate: float = 1e-4
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 42
-    workdir: str = ""
-    export_dir: str = ""
-    # Language modelling (--task=lm); the vocabulary and size flags serve mlm too.
-    block_size: int = 128
-    vocab_size: int = 4096
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 256
-    # Masked language modelling (--task=mlm).
-    mlm_probability: float = 0.15
-    whole_word_masking: bool = False
+    task: str = setting("", "What to train.")
+    model: str = setting(
+        "",
+        "The model to start from: a local HuggingFace-format folder "
+        "(a tfhf workdir works too) or a hub id.",
+    )
+    dataset: str = setting("", "Data to train on when --train_file is not given.")
+    train_file: str = setting("", "Training data: .csv, .tsv, .jsonl (or .txt for text).")
+    validation_file: str = setting("", "Validation data; split off the training data if unset.")
+    text_column: str = setting("text", "Column (or tfds feature) with the text.")
+    batch_size: int = setting(
+        32, "Examples per training step: the global batch, shared out among the replicas."
+    )
+    epochs: int = setting(1, "Passes over the training data.")
+    max_steps_per_epoch: int = setting(
+        0, "Cap on steps per epoch, for quick runs; 0 means a whole epoch."
+    )
+    learning_rate: float = setting(1e-4, "Peak AdamW learning rate.")
+    warmup_ratio: float = setting(0.1, "Fraction of steps with a linearly rising learning rate.")
+    weight_decay: float = setting(0.01, "AdamW decoupled weight decay.")
+    seed: int = setting(42, "Seed for initialisation, shuffling and splits.")
+    workdir: str = setting("", "Run folder; default runs/<task>.")
     # Scale: where and how fast the training step runs, and how a run survives a crash.
-    strategy: str = "auto"
-    tpu: str = ""
-    mixed_precision: str = "none"
-    jit_compile: bool = False
-    steps_per_execution: int = 1
-    grad_accum_steps: int = 1
-    clip_norm: float = 0.0
-    checkpoint_every_steps: int = 100
-
-    @classmethod
-    def for_task(cls, task: str, **overrides) -> TrainConfig:
-        """The config with `task`'s own defaults, then `overrides`, applied."""
-        from tfhf.tasks import get_task
-
-        return cls(**{**get_task(task).defaults, "task": task, **overrides})
+    strategy: str = setting(
+        "auto",
+        "tf.distribute strategy. auto: a TPU if one answers, MirroredStrategy over several "
+        "GPUs, else the default. multi_worker reads the cluster from TF_CONFIG.",
+        choices=STRATEGIES,
+    )
+    tpu: str = setting("", "TPU name or grpc:// address; empty: Colab's local TPU.")
+    mixed_precision: str = setting(
+        "none",
+        "Compute in float16 (with loss scaling) or bfloat16; weights stay float32. TPUs use bf16.",
+        choices=MIXED_PRECISION,
+    )
+    jit_compile: bool = setting(False, "XLA-compile the training step.")
+    steps_per_execution: int = setting(
+        1, "Training steps per call into the compiled function (fewer host round trips)."
+    )
+    grad_accum_steps: int = setting(
+        1,
+        "Split each batch into this many micro-batches and sum their gradients: the same "
+        "update as the whole batch, with a micro-batch's memory.",
+    )
+    clip_norm: float = setting(0.0, "Clip gradients to this global norm; 0 means no clipping.")
+    checkpoint_every_steps: int = setting(
+        100,
+        "Checkpoint every N steps (and at each epoch end) in <workdir>/checkpoints; rerunning "
+        "the same command resumes from it. 0: epoch ends only.",
+    )
 
     def resolved(self) -> TrainConfig:
         """This config with the per-task default folders filled in."""
-        return dataclasses.replace(
-            self,
-            workdir=self.workdir or str(Path("runs") / self.task),
-            export_dir=self.export_dir or str(Path("savedmodels") / self.task),
-        )
+        return dataclasses.replace(self, workdir=self.workdir or str(Path("runs") / self.task))
 
-    def training_problems(self) -> list[str]:
-        """What is wrong with the flags every task trains with, one phrase per problem."""
+    def problems(self) -> list[str]:
+        """What is wrong with the settings, one phrase per problem (empty: nothing).
+
+        A task's config extends the list with the checks of its own settings.
+        """
         problems = [
             f"--{name} must be positive, got {getattr(self, name)}"
             for name in ("batch_size", "epochs")
@@ -87,15 +135,12 @@ class TrainConfig:
             problems.append(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0:
             problems.append(f"--weight_decay must not be negative, got {self.weight_decay}")
-        if self.strategy not in STRATEGIES:
-            problems.append(
-                f"--strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'"
-            )
-        if self.mixed_precision not in MIXED_PRECISION:
-            problems.append(
-                f"--mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
-                f"got '{self.mixed_precision}'"
-            )
+        for name in ("strategy", "mixed_precision"):
+            allowed = choices_of(type(self), name)
+            if getattr(self, name) not in allowed:
+                problems.append(
+                    f"--{name} must be one of {', '.join(allowed)}, got '{getattr(self, name)}'"
+                )
         for name in ("steps_per_execution", "grad_accum_steps"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name} must be positive, got {getattr(self, name)}")
@@ -113,9 +158,38 @@ class TrainConfig:
             )
         return problems
 
-    def model_size_problems(self) -> list[str]:
-        """What is wrong with the flags that size a transformer trained from scratch."""
-        problems = [
+    def to_flagfile(self) -> str:
+        """The config as absl flagfile lines, one `--name=value` per field."""
+        lines = [f"--{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)]
+        return "\n".join(lines) + "\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig(TrainConfig):
+    """The settings of a task that exports a SavedModel for TF Serving."""
+
+    export_dir: str = setting("", "SavedModel root (versions inside); default savedmodels/<task>.")
+
+    def resolved(self) -> ExportConfig:
+        return dataclasses.replace(
+            super().resolved(), export_dir=self.export_dir or str(Path("savedmodels") / self.task)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ScratchModelConfig(TrainConfig):
+    """The settings that size a transformer trained from scratch (when --model is empty)."""
+
+    vocab_size: int = setting(4096, "From scratch: the tokenizer's vocabulary size.")
+    n_layer: int = setting(4, "From scratch: transformer layers.")
+    n_head: int = setting(4, "From scratch: attention heads.")
+    n_embd: int = setting(256, "From scratch: hidden size.")
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if self.model:
+            return problems
+        problems += [
             f"--{name} must be positive, got {getattr(self, name)}"
             for name in ("n_layer", "n_head", "n_embd")
             if getattr(self, name) < 1
@@ -125,8 +199,3 @@ class TrainConfig:
                 f"--n_embd ({self.n_embd}) must be a multiple of --n_head ({self.n_head})"
             )
         return problems
-
-    def to_flagfile(self) -> str:
-        """The config as absl flagfile lines, one `--name=value` per field."""
-        lines = [f"--{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)]
-        return "\n".join(lines) + "\n"

@@ -40,9 +40,9 @@ def main(argv: list[str]) -> None:
     try:
         from pathlib import Path
 
-        from tfhf.data.bpe import load_bpe
         from tfhf.generation.generator import Generator
         from tfhf.models.loading import load_causal_lm, resolve_model
+        from tfhf.tokenizers.bpe import load_bpe
 
         settings = GenerationSettings(
             max_new_tokens=_MAX_NEW.value,

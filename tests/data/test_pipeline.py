@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from transformers import BertTokenizerFast
 
-from tfhf.data.bert_preprocessor import BertPreprocessor
+from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 from tfhf.data.pipeline import classification_dataset, padding_fraction
 from tfhf.errors import TfhfError
 

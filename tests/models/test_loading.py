@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tfhf.errors import TfhfError
-from tfhf.models.loading import load_sequence_classifier, resolve_model, tokenizer_files
+from tfhf.models.loading import load_sequence_classifier, resolve_model
+from tfhf.tokenizers.wordpiece import tokenizer_files
 
 
 def _encoder_weights(model) -> dict[str, np.ndarray]:

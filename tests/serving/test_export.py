@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfhf.data.bert_preprocessor import BertPreprocessor
 from tfhf.models.loading import load_sequence_classifier
 from tfhf.serving.export import export_classifier, next_version
+from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 
 TEXTS = [
     "the film was great fun !",

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tfhf.generation.generator import GenerationSettings, Generator
-from tfhf.serving.bpe_tokenizer import ByteLevelBPE
 from tfhf.serving.lm_export import export_language_model
+from tfhf.tokenizers.byte_level_bpe import ByteLevelBPE
 
 PROMPTS = [
     "To be",

@@ -24,12 +24,12 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tfhf.data.bert_preprocessor import BertPreprocessor
 from tfhf.models.loading import load_sequence_classifier
 from tfhf.serving import model_server as ms
 from tfhf.serving.export import export_classifier
 from tfhf.serving.model_server import served_model
 from tfhf.serving.warmup import read_warmup_requests, write_warmup_requests
+from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 
 LABELS = ["negative", "positive"]
 TEXTS = ["the film was great fun !", "a dull , boring plot", "very good acting"]

@@ -9,12 +9,12 @@ import tensorflow_text  # noqa: F401  (registers the ops the exported graphs use
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from tfhf.data.bert_preprocessor import BertPreprocessor
 from tfhf.errors import TfhfError
 from tfhf.models.loading import load_sequence_classifier
 from tfhf.serving.export import export_classifier
 from tfhf.serving.lm_export import export_language_model
 from tfhf.serving.warmup import WARMUP_FILE, read_warmup_requests, write_warmup_requests
+from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 
 MAX_SEQ_LENGTH = 16
 

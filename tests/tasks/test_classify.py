@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
 
-from tfhf.config import TrainConfig
 from tfhf.errors import TfhfError
-from tfhf.tasks.classify import ClassifyTask, load_model_folder
+from tfhf.models.model_folder import load_classifier_folder
+from tfhf.tasks.classify import ClassifyConfig
 from tfhf.train import run
 
 
-def tiny_config(tiny_model_dir, tiny_data, tmp_path, **overrides) -> TrainConfig:
+def tiny_config(tiny_model_dir, tiny_data, tmp_path, **overrides) -> ClassifyConfig:
     values = dict(
         task="classify",
         model=str(tiny_model_dir),
@@ -33,7 +32,7 @@ def tiny_config(tiny_model_dir, tiny_data, tmp_path, **overrides) -> TrainConfig
         export_dir=str(tmp_path / "export"),
     )
     values.update(overrides)
-    return TrainConfig(**values)
+    return ClassifyConfig(**values)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +69,7 @@ def test_workdir_holds_metrics_flags_and_a_reloadable_model(trained):
     texts = ["the film was great fun !", "a dull and boring plot"]
     hf_logits = model(dict(tokenizer(texts, padding=True, return_tensors="tf"))).logits.numpy()
 
-    reloaded, preprocessor, names = load_model_folder(Path(workdir) / "model")
+    reloaded, preprocessor, names = load_classifier_folder(Path(workdir) / "model")
     ours = reloaded(preprocessor(tf.constant(texts)), training=False).logits.numpy()
     np.testing.assert_allclose(ours, hf_logits, atol=1e-5)
     assert names == ["negative", "positive"]
@@ -87,13 +86,11 @@ def test_workdir_holds_metrics_flags_and_a_reloadable_model(trained):
 
 def test_flags_txt_replays_the_same_config(trained):
     config, _ = trained
-    from tfhf.train import config_from_flags
+    from tfhf.train import parse_config
 
-    try:
-        flags.FLAGS(["tfhf.train", f"--flagfile={config.workdir}/flags.txt"])
-        assert config_from_flags() == config.resolved()
-    finally:
-        flags.FLAGS.unparse_flags()
+    assert parse_config(["tfhf.train", f"--flagfile={config.workdir}/flags.txt"]) == (
+        config.resolved()
+    )
 
 
 def test_labels_unseen_in_training_stop_before_the_workdir_exists(
@@ -103,7 +100,7 @@ def test_labels_unseen_in_training_stop_before_the_workdir_exists(
     bad.write_text("text,label\ngood film,positive\nodd film,neutral\n")
     config = tiny_config(tiny_model_dir, tiny_data, tmp_path, test_file=str(bad))
     with pytest.raises(TfhfError, match=r"test\.csv:3: label 'neutral' never occurs"):
-        ClassifyTask().run(config)
+        run(config)
     assert not (tmp_path / "run").exists()
     assert not (tmp_path / "export").exists()
 
@@ -124,7 +121,7 @@ def test_bad_settings_are_refused_in_one_line(
 ):
     config = tiny_config(tiny_model_dir, tiny_data, tmp_path, **overrides)
     with pytest.raises(TfhfError, match=message) as info:
-        ClassifyTask().run(config)
+        run(config)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "export").exists()
 
@@ -144,12 +141,12 @@ def test_unreachable_hub_is_reported_as_such(tiny_model_dir, tiny_data, tmp_path
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     config = tiny_config(tiny_model_dir, tiny_data, tmp_path, model="bert-base-uncased")
     with pytest.raises(TfhfError, match="cannot fetch model 'bert-base-uncased'"):
-        ClassifyTask().run(config)
+        run(config)
 
 
 def test_export_holds_the_weights_once_and_no_optimizer_state(trained):
     config, metrics = trained
-    model, _, _ = load_model_folder(Path(config.workdir) / "model")
+    model, _, _ = load_classifier_folder(Path(config.workdir) / "model")
     weight_bytes = sum(w.numpy().nbytes for w in model.weights)
     variables = Path(metrics["export"]) / "variables"
     saved_bytes = sum(p.stat().st_size for p in variables.iterdir())
@@ -167,7 +164,7 @@ def test_validation_figures_are_those_of_the_kept_epoch(trained):
     from tfhf.data.pipeline import classification_dataset
     from tfhf.training.evaluation import evaluate
 
-    model, preprocessor, names = load_model_folder(Path(config.workdir) / "model")
+    model, preprocessor, names = load_classifier_folder(Path(config.workdir) / "model")
     data = load_files(
         train_file=config.train_file,
         validation_file=config.validation_file,
@@ -190,7 +187,7 @@ def test_a_workdir_that_cannot_be_created_is_refused(tiny_model_dir, tiny_data, 
     blocker.write_text("not a folder")
     config = tiny_config(tiny_model_dir, tiny_data, tmp_path, workdir=str(blocker / "run"))
     with pytest.raises(TfhfError, match="cannot create workdir"):
-        ClassifyTask().run(config)
+        run(config)
     assert not (tmp_path / "export").exists()
 
 
@@ -206,7 +203,7 @@ def test_a_mixed_precision_run_learns_and_exports_a_float32_model(
     exported = tf.saved_model.load(metrics["export"])
     texts = ["the film was great fun !", "a dull and boring plot"]
     served = exported.signatures["serving_default"](text=tf.constant(texts))["probabilities"]
-    reloaded, preprocessor, _ = load_model_folder(Path(config.workdir) / "model")
+    reloaded, preprocessor, _ = load_classifier_folder(Path(config.workdir) / "model")
     logits = reloaded(preprocessor(tf.constant(texts)), training=False).logits
     assert reloaded.layers[0].compute_dtype == "float32"
     np.testing.assert_allclose(served.numpy(), tf.nn.softmax(logits).numpy(), atol=1e-5)

@@ -10,10 +10,11 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tfhf.config import TrainConfig
-from tfhf.data import bpe, corpus
+from tfhf.data import corpus
 from tfhf.data.pipeline import lm_dataset
 from tfhf.errors import TfhfError
+from tfhf.tasks.lm import LmConfig
+from tfhf.tokenizers import bpe
 from tfhf.train import run
 from tfhf.training.evaluation import evaluate_tokens
 
@@ -161,7 +162,7 @@ def lm_config(tmp_path, train_file, **overrides):
         seed=5,
     )
     values.update(overrides)
-    return TrainConfig.for_task("lm", **values)
+    return LmConfig(**values)
 
 
 def test_short_training_run_learns_and_saves_a_loadable_model(tmp_path):

@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from tfhf.config import TrainConfig
-from tfhf.data import wordpiece
 from tfhf.errors import TfhfError
+from tfhf.tasks.mlm import MlmConfig
+from tfhf.tokenizers import wordpiece
 from tfhf.train import run
 
 WORDS = "the film was great fun and the plot dull boring lovely acting story superb awful".split()
@@ -48,7 +48,7 @@ def mlm_config(tmp_path, train_file, **overrides):
         seed=3,
     )
     values.update(overrides)
-    return TrainConfig.for_task("mlm", **values)
+    return MlmConfig(**values)
 
 
 def test_wordpiece_vocabulary_has_the_special_tokens_and_word_pieces(tmp_path):

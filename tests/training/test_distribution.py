@@ -45,7 +45,7 @@ MIRRORED = textwrap.dedent(
     ds = tf.data.Dataset.from_tensors((ids[:, :-1], ids[:, 1:], weights)).repeat(6)
     out = {}
     for name in ("default", "mirrored"):
-        config = TrainConfig(task="lm", strategy=name, batch_size=8, learning_rate=1e-2,
+        config = TrainConfig(strategy=name, batch_size=8, learning_rate=1e-2,
                              warmup_ratio=0.0, seed=3)
         run = runtime.start(config)
         tf_keras.utils.set_random_seed(3)
@@ -85,9 +85,9 @@ def test_mirrored_over_two_cpus_follows_the_default_strategy():
 WORKER = textwrap.dedent(
     """
     import json, sys
-    from tfhf.config import TrainConfig
+    from tfhf.tasks.lm import LmConfig
     from tfhf.train import run
-    metrics = run(TrainConfig.for_task("lm", **json.loads(sys.argv[1])))
+    metrics = run(LmConfig(**json.loads(sys.argv[1])))
     print("RESULT " + json.dumps(
         {k: metrics[k] for k in ("weights_sha256", "optimizer_steps", "validation")}))
     """

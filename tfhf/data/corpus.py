@@ -117,9 +117,6 @@ def load_corpus(
 
     A missing validation file is split off the training documents (10% of them, by
     `seed`), or off the end of the text when there are fewer than ten documents.
-
-    Example:
-      >>> corpus = load_corpus(dataset="shakespeare")  # doctest: +SKIP
     """
     if train_file:
         train = read_documents(train_file, text_column=text_column)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfhf.data.bert_preprocessor import BertPreprocessor
 from tfhf.data.masking import MaskingRule, mask_tokens
+from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 
 # Texts are tokenized a block at a time: the tokenizer's per-call cost dominates on short texts.
 _TOKENIZE_BLOCK = 256
@@ -54,11 +54,6 @@ def classification_dataset(
       seed: Shuffle seed.
       fixed_length: Pad every text to `max_seq_length` and batch in arrival order, dropping
         a last partial batch: static shapes, as TPUs need, at the cost of padding.
-
-    Example:
-      >>> ds = classification_dataset(["good", "bad"], np.array([1, 0]),
-      ...     preprocessor=pre, batch_size=2, training=False)  # doctest: +SKIP
-      >>> features, labels = next(iter(ds))  # doctest: +SKIP
     """
     ds = tf.data.Dataset.from_tensor_slices((list(texts), np.asarray(labels, np.int32)))
     if training:
@@ -122,8 +117,11 @@ def lm_dataset(
     static shape [batch, block_size] and padding never counts in the loss.
 
     Example:
-      >>> ds = lm_dataset(np.arange(1000), block_size=64, batch_size=8, pad_id=0,
-      ...                 training=True)  # doctest: +SKIP
+      >>> ds = lm_dataset(np.arange(1, 100), block_size=8, batch_size=4, pad_id=0,
+      ...                 training=False)
+      >>> inputs, labels, weights = next(iter(ds))
+      >>> inputs[0].numpy().tolist(), labels[0].numpy().tolist()
+      ([1, 2, 3, 4, 5, 6, 7, 8], [2, 3, 4, 5, 6, 7, 8, 9])
     """
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(ids, np.int32))
     ds = ds.batch(block_size + 1, drop_remainder=False)
@@ -172,10 +170,6 @@ def mlm_dataset(
     validation sees the same ones every time. `labels` are the original ids and
     `weights` mark the chosen tokens. For training, the weights of a batch are scaled
     to average 1, so that Keras' mean over all positions is the mean over chosen tokens.
-
-    Example:
-      >>> ds = mlm_dataset(ids, max_seq_length=128, batch_size=32, cls_id=2, sep_id=3,
-      ...                  pad_id=0, rule=rule, training=True)  # doctest: +SKIP
     """
     window = max_seq_length - 2
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(ids, np.int32))

@@ -193,9 +193,6 @@ def load_files(
 
     The label set is the training file's. A missing validation or test file is
     split off the training data, deterministically by `seed`.
-
-    Example:
-      >>> data = load_files(train_file="reviews.csv", seed=1)  # doctest: +SKIP
     """
     texts, raw, _ = read_text_label_file(
         train_file, text_column=text_column, label_column=label_column
@@ -279,9 +276,6 @@ def load_tfds(
     feature; the label is `label_column` or its only `ClassLabel`. Splits named
     `validation`/`test` are used when present and labelled; the rest are split
     off `train` by `seed`.
-
-    Example:
-      >>> data = load_tfds("glue/sst2", seed=1)  # doctest: +SKIP
     """
     import tensorflow_datasets as tfds
 

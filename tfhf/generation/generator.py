@@ -86,11 +86,6 @@ class Generator:
       model: A transformers TF causal LM (e.g. `TFGPT2LMHeadModel`).
       tokenizer: Its tokenizer.
       jit_compile: Compile generation with XLA (else run eagerly).
-
-    Example:
-      >>> gen = Generator(model, tokenizer)  # doctest: +SKIP
-      >>> gen(["ROMEO:"], GenerationSettings(max_new_tokens=20))  # doctest: +SKIP
-      [[' I will not be so...']]
     """
 
     def __init__(self, model, tokenizer, *, jit_compile: bool = True):

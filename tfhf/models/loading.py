@@ -6,12 +6,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from tfhf.errors import TfhfError
-from tfhf.files import replace_folder
 
 PACKAGED_MODELS = ("minilm-l6",)
 _WEIGHT_FILES = ("tf_model.h5", "model.safetensors")
@@ -75,12 +73,7 @@ def _from_hub(model_id: str) -> Path:
 
 
 def resolve_model(spec: str) -> Path:
-    """The local folder holding `spec`'s config, weights and tokenizer files.
-
-    Example:
-      >>> resolve_model("minilm-l6")  # doctest: +SKIP
-      PosixPath('/root/.cache/tfhf/assets/minilm-l6')
-    """
+    """The local folder holding `spec`'s config, weights and tokenizer files."""
     if spec in PACKAGED_MODELS:
         from tfhf.data import assets
 
@@ -91,32 +84,6 @@ def resolve_model(spec: str) -> Path:
     if path.exists() or _looks_like_path(spec):
         raise TfhfError(f"model folder {spec} does not exist")
     return _from_hub(spec)
-
-
-def tokenizer_files(folder: Path, workspace: Path) -> tuple[Path, bool]:
-    """(WordPiece vocab file, lower-case flag) for the model in `folder`.
-
-    A folder with only `tokenizer.json` gets its vocabulary written to `workspace`.
-    """
-    lower_case = True
-    config_file = folder / "tokenizer_config.json"
-    if config_file.exists():
-        lower_case = bool(json.loads(config_file.read_text()).get("do_lower_case", True))
-    if (folder / "vocab.txt").exists():
-        return folder / "vocab.txt", lower_case
-    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
-    model = spec.get("model", {})
-    if model.get("type") != "WordPiece":
-        raise TfhfError(
-            f"model folder {folder}: tokenizer is {model.get('type')}, but classify needs a "
-            "WordPiece (BERT-style) vocabulary"
-        )
-    vocab = sorted(model["vocab"].items(), key=lambda kv: kv[1])
-    workspace.mkdir(parents=True, exist_ok=True)
-    out = workspace / "vocab.txt"
-    out.write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
-    normalizer = spec.get("normalizer") or {}
-    return out, bool(normalizer.get("lowercase", lower_case))
 
 
 def _load_safetensors(model, weights: Path) -> list[str]:
@@ -217,16 +184,6 @@ def load_masked_lm(folder: Path):
     return model
 
 
-def load_wordpiece_tokenizer(folder: Path):
-    """The BERT tokenizer of a model folder; refuses tokenizers without [MASK]."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    if tokenizer.mask_token_id is None or tokenizer.sep_token_id is None:
-        raise TfhfError(f"{folder}: tokenizer has no [MASK] or [SEP] token; not a BERT tokenizer")
-    return tokenizer
-
-
 def load_sequence_classifier(folder: Path, label_names: list[str]):
     """A TF `...ForSequenceClassification` model for `folder`'s config and weights.
 
@@ -250,13 +207,3 @@ def load_sequence_classifier(folder: Path, label_names: list[str]):
     else:
         print(f"tfhf: all weights, classification head included, loaded from {folder}", flush=True)
     return model
-
-
-def save_pretrained_folder(model, tokenizer, folder: Path) -> None:
-    """`save_pretrained` model and tokenizer into `folder`, replacing it whole."""
-
-    def fill(staging: Path) -> None:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-
-    replace_folder(folder, fill)

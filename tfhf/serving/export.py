@@ -15,9 +15,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfhf.data.bert_preprocessor import BertPreprocessor
 from tfhf.errors import TfhfError
 from tfhf.serving.warmup import WarmupRequest, write_warmup_requests
+from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 
 
 class ClassifierServingModule(tf.Module):
@@ -92,11 +92,6 @@ def export_classifier(
 
     The version carries warmup requests for both signatures, which TF Serving runs
     before it answers any client.
-
-    Example:
-      >>> labels = ["negative", "positive"]
-      >>> export_classifier(model, pre, labels, "savedmodels/classify")  # doctest: +SKIP
-      PosixPath('savedmodels/classify/1')
     """
     module = ClassifierServingModule(model, preprocessor, label_names)
     return save_version(
@@ -147,10 +142,6 @@ def save_version(
       warmup: `(signature_name, {input_name: values})` requests written to
         `assets.extra/tf_serving_warmup_requests`, which TF Serving runs at load.
         With none, no file is written.
-
-    Example:
-      >>> save_version(module, {"serving_default": module.f}, "savedmodels/m")  # doctest: +SKIP
-      PosixPath('savedmodels/m/1')
     """
     export_dir = Path(export_dir)
     try:

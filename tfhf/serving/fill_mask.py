@@ -20,19 +20,14 @@ def is_masked_lm_folder(folder: Path) -> bool:
 
 
 class FillMask:
-    """Top-k fillers for each `[MASK]` in a text.
-
-    Example:
-      >>> fill = FillMask(Path("runs/mlm"))  # doctest: +SKIP
-      >>> fill(["the movie was [MASK] ."], top_k=2)  # doctest: +SKIP
-      [[[('good', 0.21), ('great', 0.12)]]]
-    """
+    """Top-k fillers for each `[MASK]` in a text."""
 
     def __init__(self, folder: Path):
         from tfhf.models import loading
+        from tfhf.tokenizers.wordpiece import load_wordpiece_tokenizer
 
         folder = loading.resolve_model(str(folder))
-        self.tokenizer = loading.load_wordpiece_tokenizer(folder)
+        self.tokenizer = load_wordpiece_tokenizer(folder)
         self.model = loading.load_masked_lm(folder)
         self.max_length = int(self.model.config.max_position_embeddings)
 

@@ -16,9 +16,9 @@ import tensorflow as tf
 
 from tfhf.errors import TfhfError
 from tfhf.generation.sampling import filter_scores, gumbel_choice
-from tfhf.serving.bpe_tokenizer import ByteLevelBPE
 from tfhf.serving.export import save_version
 from tfhf.serving.warmup import WarmupRequest
+from tfhf.tokenizers.byte_level_bpe import ByteLevelBPE
 
 DEFAULT_MAX_NEW_TOKENS = 64
 
@@ -236,10 +236,6 @@ def export_language_model(
     the continuation. The default `max_new_tokens` is capped at half the context.
     The version carries warmup requests, greedy and sampled, which TF Serving runs
     before it answers any client.
-
-    Example:
-      >>> export_language_model(model, tokenizer, "savedmodels/lm")  # doctest: +SKIP
-      PosixPath('savedmodels/lm/1')
     """
     eos = tokenizer.eos_token_id
     if eos is None:

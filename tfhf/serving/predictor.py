@@ -8,6 +8,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfhf.errors import TfhfError
+from tfhf.models.model_folder import is_classifier_folder, load_classifier_folder
 
 Predictor = Callable[[Sequence[str]], list[tuple[str, float]]]
 
@@ -35,28 +36,21 @@ def _saved_model_predictor(version_dir: Path) -> Predictor:
 
 def _workdir_predictor(model_folder: Path) -> Predictor:
     from tfhf.serving.export import ClassifierServingModule
-    from tfhf.tasks.classify import load_model_folder
 
     # The very module the export saves, so a workdir and its export answer alike. The lambda
     # keeps the module alive: its tf.function method refers to it only weakly.
-    module = ClassifierServingModule(*load_model_folder(model_folder))
+    module = ClassifierServingModule(*load_classifier_folder(model_folder))
     return _predictor(lambda text: module.classify_text(text))
 
 
 def load_predictor(model_dir: str | Path) -> Predictor:
-    """A function from texts to `(label, probability)` pairs for the model in `model_dir`.
-
-    Example:
-      >>> predict = load_predictor("savedmodels/classify")  # doctest: +SKIP
-      >>> predict(["a triumph"])  # doctest: +SKIP
-      [('positive', 0.97)]
-    """
+    """A function from texts to `(label, probability)` pairs for the model in `model_dir`."""
     path = Path(model_dir)
     if not path.is_dir():
         raise TfhfError(f"--model_dir {model_dir}: no such folder")
     if (path / "saved_model.pb").exists():
         return _saved_model_predictor(path)
-    if (path / "model" / "tfhf_preprocessing.json").exists():
+    if is_classifier_folder(path / "model"):
         return _workdir_predictor(path / "model")
     versions = sorted(
         (

@@ -3,29 +3,60 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-import tempfile
-import time
-from pathlib import Path
 
-import tf_keras
-
-from tfhf.config import TrainConfig
-from tfhf.data import corpus, pipeline, wordpiece
+from tfhf.config import ScratchModelConfig, setting
+from tfhf.data import corpus, pipeline
 from tfhf.data.masking import MaskingRule
 from tfhf.errors import TfhfError
-from tfhf.files import open_workdir, write_text_atomically
 from tfhf.models import loading
+from tfhf.models.model_folder import save_pretrained_folder
+from tfhf.runner import TrainingData
 from tfhf.tasks.registry import register_task
-from tfhf.training import runtime as runtimes
-from tfhf.training.fit import compile_for_training, fit_token_model, weights_digest
+from tfhf.tasks.task import Task
+from tfhf.tokenizers import wordpiece
+from tfhf.training.evaluation import EvaluateTokensEachEpoch
 
 DEFAULT_CORPUS = "shakespeare+rotten_tomatoes"
 MLM_CORPORA = ("shakespeare", "rotten_tomatoes", DEFAULT_CORPUS)
 
 
-def load_mlm_corpus(config: TrainConfig) -> corpus.Corpus:
+@dataclasses.dataclass(frozen=True)
+class MlmConfig(ScratchModelConfig):
+    task: str = "mlm"
+    model: str = setting(
+        "",
+        "Empty: a new BERT trained from scratch. Or 'minilm-l6' (packaged), a local "
+        "HuggingFace-format BERT folder or a hub id, to continue pretraining it.",
+    )
+    dataset: str = setting(
+        DEFAULT_CORPUS,
+        f"Packaged corpora: {', '.join(MLM_CORPORA)}. Ignored when --train_file is set.",
+    )
+    train_file: str = setting(
+        "", "Training text: .txt (one document), or .csv/.tsv/.jsonl with --text_column."
+    )
+    max_seq_length: int = setting(128, "Tokens per sequence, [CLS] and [SEP] included.")
+    learning_rate: float = 1e-3
+    warmup_ratio: float = 0.05
+    vocab_size: int = setting(
+        8192, "From scratch: size of the WordPiece vocabulary trained on the training text."
+    )
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 192
+    mlm_probability: float = setting(0.15, "Share of tokens (or words) to predict.")
+    whole_word_masking: bool = setting(False, "Mask whole words, not word pieces.")
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if not 0 < self.mlm_probability < 1:
+            problems.append(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if self.max_seq_length < 8:
+            problems.append(f"--max_seq_length must be at least 8, got {self.max_seq_length}")
+        return problems
+
+
+def load_mlm_corpus(config: MlmConfig) -> corpus.Corpus:
     """The user's files, or the packaged corpora named by `--dataset` (joined by '+')."""
     if config.train_file or config.validation_file:
         return corpus.load_corpus(
@@ -61,8 +92,8 @@ def load_mlm_corpus(config: TrainConfig) -> corpus.Corpus:
     return corpus.Corpus(train, validation, " + ".join(parts))
 
 
-def masking_rule(config: TrainConfig, tokenizer) -> MaskingRule:
-    """The masking rule for `tokenizer`'s vocabulary and the config's flags."""
+def masking_rule(config: MlmConfig, tokenizer) -> MaskingRule:
+    """The masking rule for `tokenizer`'s vocabulary and the config's settings."""
     vocab = tokenizer.get_vocab()
     size = max(vocab.values()) + 1
     continues = None
@@ -80,8 +111,8 @@ def masking_rule(config: TrainConfig, tokenizer) -> MaskingRule:
     )
 
 
-def new_bert(config: TrainConfig, tokenizer):
-    """A randomly initialised `TFBertForMaskedLM` sized by the config's model flags."""
+def new_bert(config: MlmConfig, tokenizer):
+    """A randomly initialised `TFBertForMaskedLM` sized by the config's model settings."""
     import transformers
 
     bert_config = transformers.BertConfig(
@@ -98,158 +129,96 @@ def new_bert(config: TrainConfig, tokenizer):
     return model
 
 
-def _check_numbers(config: TrainConfig) -> None:
-    problems = config.training_problems()
-    if not 0 < config.mlm_probability < 1:
-        problems.append(f"--mlm_probability must be in (0, 1), got {config.mlm_probability}")
-    if config.max_seq_length < 8:
-        problems.append(f"--max_seq_length must be at least 8, got {config.max_seq_length}")
-    if not config.model:
-        problems += config.model_size_problems()
-    if problems:
-        raise TfhfError("; ".join(problems))
-
-
 @register_task("mlm")
-class MaskedLanguageModelTask:
-    """Masked language modelling: unlabelled text in, a pretrained BERT encoder out."""
+class MaskedLanguageModelTask(Task):
+    """Masked language modelling: unlabelled text in, a pretrained BERT encoder out (no
+    export: `--task=classify --model=<this workdir>` fine-tunes it).
+    """
 
-    name = "mlm"
-    defaults: dict = {
-        "model": "",
-        "dataset": DEFAULT_CORPUS,
-        "max_seq_length": 128,
-        "batch_size": 32,
-        "epochs": 1,
-        "learning_rate": 1e-3,
-        "warmup_ratio": 0.05,
-        "weight_decay": 0.01,
-        "n_layer": 4,
-        "n_head": 4,
-        "n_embd": 192,
-        "vocab_size": 8192,
-    }
+    config_class = MlmConfig
 
-    def run(self, config: TrainConfig) -> dict:
-        """Pretrains, evaluates and saves a masked LM; returns the metrics in metrics.json.
+    def model_description(self) -> str:
+        return self.config.model or "bert from scratch"
 
-        Example:
-          >>> metrics = MaskedLanguageModelTask().run(TrainConfig.for_task("mlm"))  # doctest: +SKIP
-          >>> metrics["validation"]["accuracy"]  # doctest: +SKIP
-        """
-        config = config.resolved()
-        _check_numbers(config)
-        started = time.perf_counter()
-        tf_keras.utils.set_random_seed(config.seed)
-        text = load_mlm_corpus(config)
-        runtime = runtimes.start(config)
-        workdir = runtime.placement.workdir
-        scratch = Path(tempfile.mkdtemp(prefix="tfhf-"))
-        try:
-            if config.model:
-                folder = loading.resolve_model(config.model)
-                tokenizer = loading.load_wordpiece_tokenizer(folder)
-                with runtime.building():
-                    model = loading.load_masked_lm(folder)
-                if config.max_seq_length > model.config.max_position_embeddings:
-                    raise TfhfError(
-                        f"--max_seq_length={config.max_seq_length} exceeds the model's "
-                        f"{model.config.max_position_embeddings} positions"
-                    )
-            else:
-                print(
-                    f"tfhf: training a WordPiece vocabulary ({config.vocab_size}) on the "
-                    "training text",
-                    flush=True,
-                )
-                tokenizer = wordpiece.train_wordpiece(
-                    text.train, vocab_size=config.vocab_size, folder=scratch / "tokenizer"
-                )
-                with runtime.building():
-                    model = new_bert(config, tokenizer)
-            train_ids = corpus.encode_documents(
-                tokenizer, text.train, separator_id=tokenizer.sep_token_id
-            )
-            val_ids = corpus.encode_documents(
-                tokenizer, text.validation, separator_id=tokenizer.sep_token_id
-            )
-            window = config.max_seq_length - 2
-            if len(train_ids) < window:
+    def load_inputs(self) -> str:
+        self.text = load_mlm_corpus(self.config)
+        self.folder = loading.resolve_model(self.config.model) if self.config.model else None
+        return self.text.description
+
+    def build_model(self, runtime, scratch):
+        config = self.config
+        if self.folder:
+            self.tokenizer = wordpiece.load_wordpiece_tokenizer(self.folder)
+            with runtime.building():
+                model = loading.load_masked_lm(self.folder)
+            if config.max_seq_length > model.config.max_position_embeddings:
                 raise TfhfError(
-                    f"{text.description}: the training text is {len(train_ids)} tokens, "
-                    f"shorter than one sequence of {config.max_seq_length}"
+                    f"--max_seq_length={config.max_seq_length} exceeds the model's "
+                    f"{model.config.max_position_embeddings} positions"
                 )
-            if not len(val_ids):
-                raise TfhfError(f"{text.description}: the validation text is empty")
+        else:
             print(
-                f"tfhf: corpus {text.description}: {len(train_ids):,} training tokens, "
-                f"{len(val_ids):,} validation tokens",
+                f"tfhf: training a WordPiece vocabulary ({config.vocab_size}) on the training text",
                 flush=True,
             )
-
-            open_workdir(workdir, config.to_flagfile())
-
-            rule = masking_rule(config, tokenizer)
-            ids = dict(
-                max_seq_length=config.max_seq_length,
-                batch_size=config.batch_size,
-                cls_id=tokenizer.cls_token_id,
-                sep_id=tokenizer.sep_token_id,
-                pad_id=tokenizer.pad_token_id,
-                rule=rule,
+            self.tokenizer = wordpiece.train_wordpiece(
+                self.text.train, vocab_size=config.vocab_size, folder=scratch / "tokenizer"
             )
-            train_ds = pipeline.mlm_dataset(train_ids, training=True, seed=config.seed, **ids)
-            val_ds = pipeline.mlm_dataset(val_ids, training=False, seed=config.seed + 1, **ids)
-            windows = len(train_ids) // window
-            steps_per_epoch = max(1, windows // config.batch_size)
-            if config.max_steps_per_epoch:
-                steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
             with runtime.building():
-                compile_for_training(model, config, total_steps=steps_per_epoch * config.epochs)
-            trained, validation = fit_token_model(
-                model,
-                train_ds,
-                val_ds,
-                config=config,
-                steps_per_epoch=steps_per_epoch,
-                tokens_per_example=config.max_seq_length,
-                detail=(
-                    f"masking {config.mlm_probability:.0%} of "
-                    f"{'words' if config.whole_word_masking else 'tokens'}, "
-                ),
-                workdir=workdir,
+                model = new_bert(config, self.tokenizer)
+        sep = self.tokenizer.sep_token_id
+        self.train_ids = corpus.encode_documents(self.tokenizer, self.text.train, separator_id=sep)
+        self.val_ids = corpus.encode_documents(
+            self.tokenizer, self.text.validation, separator_id=sep
+        )
+        if len(self.train_ids) < config.max_seq_length - 2:
+            raise TfhfError(
+                f"{self.text.description}: the training text is {len(self.train_ids)} tokens, "
+                f"shorter than one sequence of {config.max_seq_length}"
             )
-            loading.save_pretrained_folder(model, tokenizer, workdir / "model")
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-            runtime.placement.cleanup()
-
-        metrics = {
-            "task": self.name,
-            "model": config.model or "bert from scratch",
-            "data": text.description,
-            "parameters": int(model.count_params()),
-            "validation": validation,
-            "train_tokens_per_second": round(
-                trained.steps
-                * config.batch_size
-                * config.max_seq_length
-                / max(trained.seconds, 1e-9),
-                1,
-            ),
-            "train_loss_per_epoch": trained.losses,
-            "best_epoch": trained.best_epoch + 1,
-            "optimizer_steps": trained.optimizer_steps,
-            "weights_sha256": weights_digest(model),
-            "wall_seconds": round(time.perf_counter() - started, 1),
-            "config": dataclasses.asdict(config),
-        }
-        if runtime.placement.chief:
-            write_text_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        if not len(self.val_ids):
+            raise TfhfError(f"{self.text.description}: the validation text is empty")
         print(
-            f"tfhf: validation masked-token accuracy {validation['accuracy']:.4f}, loss "
-            f"{validation['loss']:.4f}, perplexity {validation['perplexity']:.2f}; "
-            f"workdir {workdir}",
+            f"tfhf: corpus {self.text.description}: {len(self.train_ids):,} training tokens, "
+            f"{len(self.val_ids):,} validation tokens",
             flush=True,
         )
-        return metrics
+        return model
+
+    def training_data(self, runtime) -> TrainingData:
+        config, tokenizer = self.config, self.tokenizer
+        windows = dict(
+            max_seq_length=config.max_seq_length,
+            batch_size=config.batch_size,
+            cls_id=tokenizer.cls_token_id,
+            sep_id=tokenizer.sep_token_id,
+            pad_id=tokenizer.pad_token_id,
+            rule=masking_rule(config, tokenizer),
+        )
+        train = pipeline.mlm_dataset(self.train_ids, training=True, seed=config.seed, **windows)
+        validation = pipeline.mlm_dataset(
+            self.val_ids, training=False, seed=config.seed + 1, **windows
+        )
+        masked = "words" if config.whole_word_masking else "tokens"
+        return TrainingData(
+            train,
+            examples=len(self.train_ids) // (config.max_seq_length - 2),
+            whole_batches=True,
+            validation=EvaluateTokensEachEpoch(validation),
+            unit="tokens",
+            units_per_example=config.max_seq_length,
+            detail=(
+                f" x {config.max_seq_length} tokens, masking {config.mlm_probability:.0%} "
+                f"of {masked}"
+            ),
+        )
+
+    def save(self, model, folder):
+        save_pretrained_folder(model, self.tokenizer, folder)
+
+    def summary(self, metrics: dict) -> str:
+        validation = metrics["validation"]
+        return (
+            f"tfhf: validation masked-token accuracy {validation['accuracy']:.4f}, loss "
+            f"{validation['loss']:.4f}, perplexity {validation['perplexity']:.2f}"
+        )

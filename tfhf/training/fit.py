@@ -11,7 +11,6 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfhf.errors import TfhfError
 from tfhf.training import callbacks
 from tfhf.training.checkpointing import Checkpointing, resume_point
 from tfhf.training.optimizer import adamw
@@ -42,9 +41,6 @@ def compile_for_training(
 
     Call it where the model was built (inside `Runtime.building()`), so the optimizer's
     variables live with the model's. `config` is the run's `TrainConfig`.
-
-    Example:
-      >>> compile_for_training(model, config, total_steps=1000)  # doctest: +SKIP
     """
     model.compile(
         optimizer=adamw(
@@ -107,11 +103,6 @@ def fit(
     Raises:
       TfhfError: when the training loss stops being finite (the last good checkpoint is
         kept).
-
-    Example:
-      >>> result = fit(model, ds, epochs=1, steps_per_epoch=10, batch_size=8,
-      ...              validation=cb, monitor="val_loss", mode="min",
-      ...              workdir=Path("runs/x"))  # doctest: +SKIP
     """
     backup_dir = workdir / "checkpoints"
     start = resume_point(backup_dir, steps_per_epoch)
@@ -169,50 +160,6 @@ def fit(
     )
     checkpoints.raise_if_diverged()
     losses = validation_history.train_losses + [float(v) for v in history.history["loss"]]
-    if not np.all(np.isfinite(losses)):
-        raise TfhfError(f"training diverged: loss became {losses[-1]}; try a lower --learning_rate")
     return FitResult(
         losses, best.best_epoch, meter.seconds, meter.steps, int(model.optimizer.iterations.numpy())
     )
-
-
-def fit_token_model(
-    model,
-    train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset,
-    *,
-    config,
-    steps_per_epoch: int,
-    tokens_per_example: int,
-    detail: str = "",
-    workdir: Path,
-) -> tuple[FitResult, dict[str, float]]:
-    """Trains a token predictor (causal or masked LM), compiled by `compile_for_training`,
-    from `(inputs, labels, weights)` batches; returns the fit and the best epoch's validation.
-
-    `config` is the run's `TrainConfig`; `detail` is added to the line announcing the run.
-    """
-    from tfhf.training.evaluation import EvaluateTokensEachEpoch
-
-    print(
-        f"tfhf: training {config.epochs} epoch(s) x {steps_per_epoch} steps, batch "
-        f"{config.batch_size} x {tokens_per_example} tokens, {detail}"
-        f"{model.count_params():,} parameters",
-        flush=True,
-    )
-    validating = EvaluateTokensEachEpoch(val_ds)
-    trained = fit(
-        model,
-        train_ds,
-        epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=config.batch_size,
-        validation=validating,
-        monitor="val_loss",
-        mode="min",
-        workdir=workdir,
-        checkpoint_every_steps=config.checkpoint_every_steps,
-        unit="tokens",
-        units_per_example=tokens_per_example,
-    )
-    return trained, validating.results[trained.best_epoch]

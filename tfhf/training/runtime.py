@@ -9,7 +9,7 @@ import dataclasses
 import tensorflow as tf
 import tf_keras
 
-from tfhf.config import TrainConfig
+from tfhf.config import ExportConfig, TrainConfig
 from tfhf.errors import TfhfError
 from tfhf.training import strategy as strategies
 
@@ -55,9 +55,13 @@ def start(config: TrainConfig) -> Runtime:
     refused, TPUs have no float16 matrix units).
 
     Example:
-      >>> runtime = start(TrainConfig(strategy="default"))  # doctest: +SKIP
-      >>> with runtime.building():  # doctest: +SKIP
-      ...     model = build_model()
+      >>> runtime = start(TrainConfig(strategy="default", batch_size=8))
+      tfhf: default strategy, 1 replica(s); global batch 8 = 8 per replica
+      >>> with runtime.building():
+      ...     layer = tf_keras.layers.Dense(2)
+      ...     layer.build([None, 3])
+      >>> layer.kernel.dtype, runtime.mixed
+      (tf.float32, False)
     """
     strategy = strategies.select_strategy(config.strategy, tpu=config.tpu)
     precision = config.mixed_precision
@@ -71,7 +75,8 @@ def start(config: TrainConfig) -> Runtime:
             f"--batch_size={config.batch_size} must be a multiple of the {replicas} "
             f"replica(s) x --grad_accum_steps={config.grad_accum_steps}"
         )
-    placement = strategies.place_outputs(strategy, config.workdir, config.export_dir)
+    export_dir = config.export_dir if isinstance(config, ExportConfig) else ""
+    placement = strategies.place_outputs(strategy, config.workdir, export_dir)
     extras = []
     if precision != "none":
         extras.append(f"mixed precision {_POLICIES[precision]}")

@@ -119,7 +119,7 @@ class Placement:
 
     chief: bool
     workdir: Path
-    export_dir: str
+    export_dir: str  # empty for a task that exports nothing
     _scratch: Path | None = None
 
     def cleanup(self) -> None:
@@ -134,7 +134,7 @@ def place_outputs(strategy: tf.distribute.Strategy, workdir: str, export_dir: st
     if is_chief(strategy):
         return Placement(True, Path(workdir), export_dir)
     scratch = Path(tempfile.mkdtemp(prefix="tfhf-worker-"))
-    return Placement(False, scratch / "workdir", str(scratch / "export"), scratch)
+    return Placement(False, scratch / "workdir", export_dir and str(scratch / "export"), scratch)
 
 
 def describe(strategy: tf.distribute.Strategy, global_batch: int) -> str:

@@ -80,10 +80,6 @@ def install_train_step(model, *, accum_steps: int = 1) -> None:
     micro-batch at a time and the update equals that of the whole batch. Logits are cast
     to float32 before the loss; under float16 the loss is scaled (the optimizer is the
     `LossScaleOptimizer` that Keras' `compile` puts in place) and non-finite steps skipped.
-
-    Example:
-      >>> install_train_step(model, accum_steps=4)  # doctest: +SKIP
-      >>> model.fit(ds, steps_per_epoch=100)  # doctest: +SKIP
     """
     # An instance attribute: `fit` looks the step up on the model, and the transformers
     # classes are not ours to subclass for every architecture.

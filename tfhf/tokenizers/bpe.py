@@ -15,8 +15,11 @@ def train_bpe(documents: list[str], *, vocab_size: int, folder: Path):
     `transformers.GPT2TokenizerFast.from_pretrained(folder)` loads the result.
 
     Example:
-      >>> tok = train_bpe(["To be, or not to be"], vocab_size=300,
-      ...                 folder=Path("tok"))  # doctest: +SKIP
+      >>> import tempfile
+      >>> tok = train_bpe(["To be, or not to be"] * 50, vocab_size=300,
+      ...                 folder=Path(tempfile.mkdtemp()))
+      >>> tok.convert_ids_to_tokens(tok("To be")["input_ids"])
+      ['To', 'Ġbe']
     """
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2TokenizerFast

@@ -30,9 +30,13 @@ class BertPreprocessor(tf.Module):
       max_seq_length: Longest sequence produced, `[CLS]` and `[SEP]` included.
 
     Example:
-      >>> pre = BertPreprocessor("vocab.txt", lower_case=True, max_seq_length=64)  # doctest: +SKIP
-      >>> pre(tf.constant(["a fine film"]))["input_ids"].shape  # doctest: +SKIP
-      TensorShape([1, 5])
+      >>> import tempfile
+      >>> vocab = Path(tempfile.mkdtemp()) / "vocab.txt"
+      >>> tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "fine", "film", "##s"]
+      >>> _ = vocab.write_text("\\n".join(tokens))
+      >>> pre = BertPreprocessor(vocab, lower_case=True, max_seq_length=64)
+      >>> pre(tf.constant(["A fine film", "films"]))["input_ids"].numpy().tolist()
+      [[2, 4, 5, 6, 3], [2, 6, 7, 3, 0]]
     """
 
     def __init__(self, vocab_file: str | Path, *, lower_case: bool, max_seq_length: int):

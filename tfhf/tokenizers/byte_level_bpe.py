@@ -64,9 +64,13 @@ class ByteLevelBPE(tf.Module):
         they must exist until the SavedModel holding this module is written.
 
     Example:
-      >>> bpe = ByteLevelBPE.from_folder("runs/lm/model", asset_dir=tmp)  # doctest: +SKIP
-      >>> bpe.detokenize(bpe.tokenize(tf.constant(["ROMEO: hi"])))  # doctest: +SKIP
-      <tf.Tensor: shape=(1,), dtype=string, numpy=array([b'ROMEO: hi'], dtype=object)>
+      >>> import tempfile
+      >>> from tfhf.tokenizers.bpe import train_bpe
+      >>> folder = Path(tempfile.mkdtemp())
+      >>> _ = train_bpe(["ROMEO. But soft!"] * 20, vocab_size=280, folder=folder)
+      >>> bpe = ByteLevelBPE.from_folder(folder, asset_dir=folder / "assets")
+      >>> bpe.detokenize(bpe.tokenize(tf.constant(["ROMEO: hi"]))).numpy()
+      array([b'ROMEO: hi'], dtype=object)
     """
 
     def __init__(

@@ -1,0 +1,65 @@
+"""A trained model's folder: the model and its tokenizer in HuggingFace format, written whole
+or not at all, and read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tfhf.files import replace_folder
+from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
+
+# Beside a classifier: how its in-graph preprocessor was set up, so a reload tokenizes alike.
+PREPROCESSING_FILE = "tfhf_preprocessing.json"
+
+
+def save_pretrained_folder(model, tokenizer, folder: Path) -> None:
+    """`save_pretrained` model and tokenizer into `folder`, replacing it whole."""
+
+    def fill(staging: Path) -> None:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+
+    replace_folder(folder, fill)
+
+
+def save_classifier_folder(
+    model, preprocessor: BertPreprocessor, vocab_file: Path, folder: Path
+) -> None:
+    """A classifier with its WordPiece tokenizer and preprocessing settings into `folder`,
+    replacing it whole; `load_classifier_folder` reads it back."""
+    from transformers import BertTokenizerFast
+
+    def fill(staging: Path) -> None:
+        model.save_pretrained(staging)
+        tokenizer = BertTokenizerFast(
+            vocab_file=str(vocab_file), do_lower_case=preprocessor.lower_case
+        )
+        tokenizer.save_pretrained(staging)
+        settings = {
+            "max_seq_length": preprocessor.max_seq_length,
+            "lower_case": preprocessor.lower_case,
+        }
+        (staging / PREPROCESSING_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+    replace_folder(folder, fill)
+
+
+def is_classifier_folder(folder: Path) -> bool:
+    """Whether `folder` was written by `save_classifier_folder`."""
+    return (folder / PREPROCESSING_FILE).is_file()
+
+
+def load_classifier_folder(folder: Path):
+    """(model, preprocessor, label names) from a folder written by `save_classifier_folder`."""
+    import transformers
+
+    settings = json.loads((folder / PREPROCESSING_FILE).read_text())
+    model = transformers.TFAutoModelForSequenceClassification.from_pretrained(folder)
+    preprocessor = BertPreprocessor(
+        folder / "vocab.txt",
+        lower_case=settings["lower_case"],
+        max_seq_length=settings["max_seq_length"],
+    )
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return model, preprocessor, names
