@@ -2,14 +2,55 @@
 
 transformers' TensorFlow classes are written against Keras 2, so the legacy Keras
 (`tf-keras`) must be selected before TensorFlow is first imported.
+
+TensorFlow's C++ start-up lines (oneDNN and CUDA notices, "All log messages before
+absl::InitializeLog()", oneDNN's int64 fallback) would bury tfhf's own output. Unless
+`TF_CPP_MIN_LOG_LEVEL` is set, tfhf sets it to 3 and drops the log lines TensorFlow's
+libraries print while they load; `TF_CPP_MIN_LOG_LEVEL=0` brings all of them back.
 """
 
 import os
+import re
+import sys
+import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# TensorFlow's C++ start-up chatter (CUDA probes, CPU feature notes) buries the progress output.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+# A line of TensorFlow's C++ logging ("I0000 00:00:1795946095.102276    2646 port.cc:153] ..."),
+# or absl's note that such lines precede its initialisation.
+_CPP_LOG_LINE = re.compile(
+    r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] |WARNING: All log messages before "
+    r"absl::InitializeLog\(\) is called)"
+)
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its load-time C++ log lines dropped from stderr.
+
+    Those lines are written before TensorFlow reads `TF_CPP_MIN_LOG_LEVEL`, so the only
+    way to hold them back is to catch the process's stderr while the libraries load.
+    Anything else written meanwhile is passed on.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not _CPP_LOG_LINE.match(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+if "TF_CPP_MIN_LOG_LEVEL" not in os.environ and "tensorflow" not in sys.modules:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    _import_tensorflow_quietly()
 
 from tfhf.errors import TfhfError  # noqa: E402
 
