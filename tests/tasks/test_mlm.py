@@ -130,6 +130,7 @@ def test_bad_mlm_settings_are_refused_before_anything_is_written(tmp_path, overr
 
 
 def test_unknown_mlm_corpus_is_refused(tmp_path):
-    with pytest.raises(TfhfError, match="unknown corpus 'wikipedia' for mlm"):
+    packaged = r"\(packaged: shakespeare, rotten_tomatoes"
+    with pytest.raises(TfhfError, match=rf"unknown corpus 'wikipedia' {packaged}"):
         run(mlm_config(tmp_path, "", dataset="wikipedia"))
     assert not (tmp_path / "run").exists()

@@ -11,7 +11,7 @@ import numpy as np
 from tfhf.data.sources import read_texts
 from tfhf.errors import TfhfError
 
-PACKAGED_CORPORA = ("shakespeare",)
+PACKAGED_CORPORA = ("shakespeare", "rotten_tomatoes")
 # Whole works held out for validation (about 10% of the text), so validation measures
 # generalisation to unseen plays and verse, not memorised neighbours of training lines.
 SHAKESPEARE_VALIDATION_WORKS = ("hamlet", "twelfth_night", "julius_caesar", "sonnets")
@@ -105,6 +105,25 @@ def _hold_out(documents: list[str], seed: int) -> tuple[list[str], list[str]]:
     return [text[:cut]], [text[cut:]]
 
 
+def load_packaged_corpus(name: str) -> Corpus:
+    """One of `PACKAGED_CORPORA`: Shakespeare split by whole works, or the Rotten Tomatoes
+    review texts (training snippets and plot synopses for training, the validation snippets
+    for validation; the test snippets are left out, so a classifier can be tested on text
+    pretraining never saw)."""
+    if name == "shakespeare":
+        return load_shakespeare()
+    from tfhf.data import assets, rotten_tomatoes
+
+    raw = rotten_tomatoes.read_raw(assets.fetch(assets.ROTTEN_TOMATOES))
+    reviews, held_out = rotten_tomatoes.pretraining_texts(raw)
+    return Corpus(
+        reviews,
+        held_out,
+        f"rotten_tomatoes ({len(reviews)} train snippets and plots, "
+        f"{len(held_out)} validation snippets; test snippets unused)",
+    )
+
+
 def load_corpus(
     *,
     dataset: str,
@@ -113,7 +132,8 @@ def load_corpus(
     text_column: str = "text",
     seed: int = 0,
 ) -> Corpus:
-    """The user's corpus when `train_file` is set, else the packaged `dataset`.
+    """The user's corpus when `train_file` is set, else the packaged corpora `dataset` names
+    (joined by '+').
 
     A missing validation file is split off the training documents (10% of them, by
     `seed`), or off the end of the text when there are fewer than ten documents.
@@ -127,12 +147,17 @@ def load_corpus(
         corpus = Corpus(train, validation, f"files ({train_file})")
     elif validation_file:
         raise TfhfError("--validation_file needs --train_file")
-    elif dataset in PACKAGED_CORPORA:
-        corpus = load_shakespeare()
+    elif dataset and set(dataset.split("+")) <= set(PACKAGED_CORPORA):
+        parts = [load_packaged_corpus(name) for name in dataset.split("+")]
+        corpus = Corpus(
+            [d for part in parts for d in part.train],
+            [d for part in parts for d in part.validation],
+            " + ".join(part.description for part in parts),
+        )
     else:
         raise TfhfError(
-            f"unknown corpus '{dataset}' for lm (packaged: "
-            f"{', '.join(PACKAGED_CORPORA)}; or give --train_file)"
+            f"unknown corpus '{dataset}' (packaged: {', '.join(PACKAGED_CORPORA)}, or several "
+            "joined by '+'; or give --train_file)"
         )
     if not "".join(corpus.validation).strip():
         raise TfhfError(f"{corpus.description}: the validation text is empty")
@@ -151,3 +176,16 @@ def encode_documents(tokenizer, documents: list[str], *, separator_id: int) -> n
         if ids:
             pieces += [np.asarray(ids, np.int32), separator]
     return np.concatenate(pieces) if pieces else np.zeros([0], np.int32)
+
+
+def encode_corpus(tokenizer, text: Corpus, *, separator_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation documents as id streams (see `encode_documents`),
+    announced with their token counts."""
+    train = encode_documents(tokenizer, text.train, separator_id=separator_id)
+    validation = encode_documents(tokenizer, text.validation, separator_id=separator_id)
+    print(
+        f"tfhf: corpus {text.description}: {len(train):,} training tokens, "
+        f"{len(validation):,} validation tokens",
+        flush=True,
+    )
+    return train, validation

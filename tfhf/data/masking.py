@@ -28,6 +28,41 @@ class MaskingRule:
     vocab_size: int
     continues_word: tuple[bool, ...] | None = None
 
+    @classmethod
+    def for_vocabulary(
+        cls,
+        vocab: dict[str, int],
+        *,
+        probability: float,
+        mask_id: int,
+        special_ids,
+        whole_words: bool = False,
+    ) -> MaskingRule:
+        """The rule for a WordPiece vocabulary (token -> id); with `whole_words`, a token
+        starting with `##` continues the word before it.
+
+        Example:
+          >>> vocab = {"[PAD]": 0, "[MASK]": 1, "play": 2, "##ing": 3}
+          >>> rule = MaskingRule.for_vocabulary(
+          ...     vocab, probability=0.15, mask_id=1, special_ids=[1, 0], whole_words=True)
+          >>> rule.special_ids, rule.continues_word
+          ((0, 1), (False, False, False, True))
+        """
+        size = max(vocab.values()) + 1
+        continues = None
+        if whole_words:
+            flags = [False] * size
+            for token, i in vocab.items():
+                flags[i] = token.startswith("##")
+            continues = tuple(flags)
+        return cls(
+            probability=probability,
+            mask_id=mask_id,
+            special_ids=tuple(sorted(set(special_ids))),
+            vocab_size=size,
+            continues_word=continues,
+        )
+
     def replacement_ids(self) -> np.ndarray:
         """The ids a chosen token may be swapped for: every id but the special ones."""
         keep = np.ones(self.vocab_size, bool)

@@ -115,21 +115,14 @@ class LanguageModelTask(Task):
             )
             with runtime.building():
                 model = new_gpt2(config, self.tokenizer)
-        eos = self.tokenizer.eos_token_id
-        self.train_ids = corpus.encode_documents(self.tokenizer, self.text.train, separator_id=eos)
-        self.val_ids = corpus.encode_documents(
-            self.tokenizer, self.text.validation, separator_id=eos
+        self.train_ids, self.val_ids = corpus.encode_corpus(
+            self.tokenizer, self.text, separator_id=self.tokenizer.eos_token_id
         )
         if len(self.train_ids) <= config.block_size:
             raise TfhfError(
                 f"{self.text.description}: the training text is {len(self.train_ids)} "
                 f"tokens, shorter than one block of {config.block_size + 1}"
             )
-        print(
-            f"tfhf: corpus {self.text.description}: {len(self.train_ids):,} training tokens, "
-            f"{len(self.val_ids):,} validation tokens",
-            flush=True,
-        )
         return model
 
     def training_data(self, runtime) -> TrainingData:

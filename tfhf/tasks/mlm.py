@@ -17,7 +17,6 @@ from tfhf.tokenizers import wordpiece
 from tfhf.training.evaluation import EvaluateTokensEachEpoch
 
 DEFAULT_CORPUS = "shakespeare+rotten_tomatoes"
-MLM_CORPORA = ("shakespeare", "rotten_tomatoes", DEFAULT_CORPUS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +29,8 @@ class MlmConfig(ScratchModelConfig):
     )
     dataset: str = setting(
         DEFAULT_CORPUS,
-        f"Packaged corpora: {', '.join(MLM_CORPORA)}. Ignored when --train_file is set.",
+        "Packaged corpora, joined by '+': shakespeare, rotten_tomatoes (the review texts, "
+        "test snippets left out). Ignored when --train_file is set.",
     )
     train_file: str = setting(
         "", "Training text: .txt (one document), or .csv/.tsv/.jsonl with --text_column."
@@ -54,61 +54,6 @@ class MlmConfig(ScratchModelConfig):
         if self.max_seq_length < 8:
             problems.append(f"--max_seq_length must be at least 8, got {self.max_seq_length}")
         return problems
-
-
-def load_mlm_corpus(config: MlmConfig) -> corpus.Corpus:
-    """The user's files, or the packaged corpora named by `--dataset` (joined by '+')."""
-    if config.train_file or config.validation_file:
-        return corpus.load_corpus(
-            dataset="",
-            train_file=config.train_file,
-            validation_file=config.validation_file,
-            text_column=config.text_column,
-            seed=config.seed,
-        )
-    if config.dataset not in MLM_CORPORA:
-        raise TfhfError(
-            f"unknown corpus '{config.dataset}' for mlm (packaged: {', '.join(MLM_CORPORA)}; "
-            "or give --train_file)"
-        )
-    train, validation, parts = [], [], []
-    for name in config.dataset.split("+"):
-        if name == "shakespeare":
-            plays = corpus.load_shakespeare()
-            train += plays.train
-            validation += plays.validation
-            parts.append(plays.description)
-        else:
-            from tfhf.data import assets, rotten_tomatoes
-
-            raw = rotten_tomatoes.read_raw(assets.fetch(assets.ROTTEN_TOMATOES))
-            reviews, held_out = rotten_tomatoes.pretraining_texts(raw)
-            train += reviews
-            validation += held_out
-            parts.append(
-                f"rotten_tomatoes ({len(reviews)} train snippets and plots, "
-                f"{len(held_out)} validation snippets; test snippets unused)"
-            )
-    return corpus.Corpus(train, validation, " + ".join(parts))
-
-
-def masking_rule(config: MlmConfig, tokenizer) -> MaskingRule:
-    """The masking rule for `tokenizer`'s vocabulary and the config's settings."""
-    vocab = tokenizer.get_vocab()
-    size = max(vocab.values()) + 1
-    continues = None
-    if config.whole_word_masking:
-        flags = [False] * size
-        for token, i in vocab.items():
-            flags[i] = token.startswith("##")
-        continues = tuple(flags)
-    return MaskingRule(
-        probability=config.mlm_probability,
-        mask_id=tokenizer.mask_token_id,
-        special_ids=tuple(sorted(set(tokenizer.all_special_ids))),
-        vocab_size=size,
-        continues_word=continues,
-    )
 
 
 def new_bert(config: MlmConfig, tokenizer):
@@ -141,8 +86,15 @@ class MaskedLanguageModelTask(Task):
         return self.config.model or "bert from scratch"
 
     def load_inputs(self) -> str:
-        self.text = load_mlm_corpus(self.config)
-        self.folder = loading.resolve_model(self.config.model) if self.config.model else None
+        config = self.config
+        self.text = corpus.load_corpus(
+            dataset=config.dataset,
+            train_file=config.train_file,
+            validation_file=config.validation_file,
+            text_column=config.text_column,
+            seed=config.seed,
+        )
+        self.folder = loading.resolve_model(config.model) if config.model else None
         return self.text.description
 
     def build_model(self, runtime, scratch):
@@ -166,10 +118,8 @@ class MaskedLanguageModelTask(Task):
             )
             with runtime.building():
                 model = new_bert(config, self.tokenizer)
-        sep = self.tokenizer.sep_token_id
-        self.train_ids = corpus.encode_documents(self.tokenizer, self.text.train, separator_id=sep)
-        self.val_ids = corpus.encode_documents(
-            self.tokenizer, self.text.validation, separator_id=sep
+        self.train_ids, self.val_ids = corpus.encode_corpus(
+            self.tokenizer, self.text, separator_id=self.tokenizer.sep_token_id
         )
         if len(self.train_ids) < config.max_seq_length - 2:
             raise TfhfError(
@@ -178,11 +128,6 @@ class MaskedLanguageModelTask(Task):
             )
         if not len(self.val_ids):
             raise TfhfError(f"{self.text.description}: the validation text is empty")
-        print(
-            f"tfhf: corpus {self.text.description}: {len(self.train_ids):,} training tokens, "
-            f"{len(self.val_ids):,} validation tokens",
-            flush=True,
-        )
         return model
 
     def training_data(self, runtime) -> TrainingData:
@@ -193,7 +138,13 @@ class MaskedLanguageModelTask(Task):
             cls_id=tokenizer.cls_token_id,
             sep_id=tokenizer.sep_token_id,
             pad_id=tokenizer.pad_token_id,
-            rule=masking_rule(config, tokenizer),
+            rule=MaskingRule.for_vocabulary(
+                tokenizer.get_vocab(),
+                probability=config.mlm_probability,
+                mask_id=tokenizer.mask_token_id,
+                special_ids=tokenizer.all_special_ids,
+                whole_words=config.whole_word_masking,
+            ),
         )
         train = pipeline.mlm_dataset(self.train_ids, training=True, seed=config.seed, **windows)
         validation = pipeline.mlm_dataset(
