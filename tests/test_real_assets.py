@@ -87,3 +87,17 @@ def test_saved_tokenizer_matches_the_in_graph_tokenizer_on_real_text(real_run, p
     theirs = tokenizer(texts, truncation=True, max_length=config.max_seq_length)["input_ids"]
     mismatched = [t for t, a, b in zip(texts, ours, theirs, strict=True) if a != b]
     assert not mismatched, mismatched[:3]
+
+
+def test_the_default_mlm_vocabulary_is_the_same_every_time(tmp_path):
+    # The trainer lists the "##x" pieces in hash-table order, different in every training;
+    # tfhf fixes the order, so that a seeded mlm run repeats itself.
+    from tfhf.data import corpus
+    from tfhf.tokenizers import wordpiece
+
+    text = corpus.load_corpus(dataset="shakespeare+rotten_tomatoes")
+    vocabularies = set()
+    for i in range(3):
+        wordpiece.train_wordpiece(text.train, vocab_size=8192, folder=tmp_path / str(i))
+        vocabularies.add((tmp_path / str(i) / "vocab.txt").read_text(encoding="utf-8"))
+    assert len(vocabularies) == 1

@@ -40,6 +40,13 @@ def train_wordpiece(
     )
     folder.mkdir(parents=True, exist_ok=True)
     wordpiece.save_model(str(folder))
+    # The trainer lists part of the vocabulary (the "##x" pieces) in hash-table order, which
+    # changes from one process to the next; sorted ids make a seeded run repeatable. The
+    # special tokens keep the first ids.
+    vocab_file = folder / "vocab.txt"
+    tokens = vocab_file.read_text(encoding="utf-8").splitlines()
+    special, learned = tokens[: len(SPECIAL_TOKENS)], sorted(tokens[len(SPECIAL_TOKENS) :])
+    vocab_file.write_text("".join(t + "\n" for t in special + learned), encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=lower_case)
     tokenizer.save_pretrained(folder)
     return tokenizer
