@@ -74,6 +74,8 @@ _NO_NETWORK = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.
         (["--train_file=missing.csv"], "error: missing.csv: file not found"),
         (["--dataset=no_such_dataset_xyz"], "error: unknown dataset 'no_such_dataset_xyz'"),
         (["--dataset=imdb_reviews"], "error: could not download or prepare tfds dataset"),
+        (["--task=mlm"], "error: --export_dir is not a setting of --task=mlm"),
+        (["--epochs=two"], "error: flag --epochs=two: invalid literal"),
     ],
 )
 def test_train_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
