@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup classify lm mlm test lint format clean
+.PHONY: setup classify lm mlm summarize test lint format clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ lm: setup
 # BERT masked-LM pretraining from scratch on Shakespeare and the review texts.
 mlm: setup
 	$(BIN)/python -m tfhf.train --flagfile=flags/mlm.flags
+
+# A BERT encoder-decoder warm-started from MiniLM, summarizing Debian package descriptions.
+summarize: setup
+	$(BIN)/python -m tfhf.train --flagfile=flags/summarize.flags
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import tensorflow as tf
-from conftest import run_module
+from conftest import make_texts, run_module
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +234,42 @@ def test_mlm_cli_pretrains_fills_masks_and_hands_its_encoder_to_classify(tiny_da
     )
     assert classify.returncode == 0, classify.stderr[-3000:]
     assert f"encoder weights carried over from {tmp_path / 'mlm' / 'model'}" in classify.stdout
+
+
+def test_summarize_cli_trains_then_generate_and_predict_agree(tiny_model_dir, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    texts = [t for t, _ in make_texts(60, seed=4)]
+    pairs.write_text(
+        "".join(json.dumps({"source": t, "target": " ".join(t.split()[:2])}) + "\n" for t in texts)
+    )
+    train = run_module(
+        "tfhf.train",
+        "--task=summarize",
+        f"--model={tiny_model_dir}",
+        f"--train_file={pairs}",
+        "--max_source_length=16",
+        "--max_target_length=5",
+        "--batch_size=8",
+        "--max_steps_per_epoch=3",
+        f"--workdir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert "the lead baseline copies the first" in train.stdout
+    inputs = tmp_path / "texts.txt"
+    inputs.write_text("\n".join(texts[:5]) + "\n")
+    generated = run_module(
+        "tfhf.generate", f"--model_dir={tmp_path / 'run'}", f"--input_file={inputs}"
+    )
+    predicted = run_module(
+        "tfhf.predict", f"--model_dir={tmp_path / 'run'}", f"--input_file={inputs}"
+    )
+    for proc in (generated, predicted):
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    # Both use the decoding the run was evaluated with: 4 beams, no repeated 3-grams.
+    assert generated.stdout == predicted.stdout
+    assert len(generated.stdout.splitlines()) == 5
+    refused = run_module(
+        "tfhf.generate", f"--model_dir={tmp_path / 'run'}", "--prompt=x", "--num_return_sequences=2"
+    )
+    assert refused.returncode == 2 and "one summary per text" in refused.stderr

@@ -12,6 +12,7 @@ from tfhf.errors import TfhfError
 from tfhf.tasks.classify import ClassifyConfig
 from tfhf.tasks.lm import LmConfig
 from tfhf.tasks.mlm import MlmConfig
+from tfhf.tasks.summarize import SummarizeConfig
 from tfhf.train import parse_config
 
 FLAGFILES = sorted(p.name for p in (REPO / "flags").glob("*.flags"))
@@ -60,6 +61,10 @@ def test_lm_flags_spell_out_the_lm_defaults():
 
 def test_mlm_flags_spell_out_the_mlm_defaults():
     assert parse_flagfile("mlm.flags") == MlmConfig().resolved()
+
+
+def test_summarize_flags_spell_out_the_summarize_defaults():
+    assert parse_flagfile("summarize.flags") == SummarizeConfig().resolved()
 
 
 def test_lm_finetune_example_names_a_checkpoint():

@@ -101,3 +101,28 @@ def test_the_default_mlm_vocabulary_is_the_same_every_time(tmp_path):
         wordpiece.train_wordpiece(text.train, vocab_size=8192, folder=tmp_path / str(i))
         vocabularies.add((tmp_path / str(i) / "vocab.txt").read_text(encoding="utf-8"))
     assert len(vocabularies) == 1
+
+
+def test_a_few_summarize_steps_on_the_debian_descriptions(tmp_path, capsys):
+    from tfhf.data.pairs import load_pairs
+    from tfhf.tasks.summarize import EXAMPLES_FILE, SummarizeConfig
+
+    data = load_pairs(dataset="debian_descriptions")
+    assert len(data.train) > 25000 and len(data.validation) > 1000 and len(data.test) > 1000
+    assert not set(data.train.sources) & set(data.test.sources)
+    config = SummarizeConfig(
+        max_source_length=64,
+        batch_size=8,
+        max_steps_per_epoch=3,
+        max_eval_examples=16,
+        workdir=str(tmp_path / "run"),
+    )
+    metrics = run(config)
+    shown = capsys.readouterr().out
+    assert "new cross-attention and LM-head transform initialised" in shown
+    source = metrics["data_source"]
+    assert len(source["sha256"]) == 64 and source["release"].startswith("Debian 12.")
+    assert metrics["test"]["examples"] == 16
+    blocks = (tmp_path / "run" / EXAMPLES_FILE).read_text().strip().split("\n\n")
+    assert len(blocks) == 16
+    assert 0.1 < metrics["lead_baseline"]["rougeL"] < 0.5  # synopses echo the text's start

@@ -68,7 +68,6 @@ class TrainConfig:
     dataset: str = setting("", "Data to train on when --train_file is not given.")
     train_file: str = setting("", "Training data: .csv, .tsv, .jsonl (or .txt for text).")
     validation_file: str = setting("", "Validation data; split off the training data if unset.")
-    text_column: str = setting("text", "Column (or tfds feature) with the text.")
     batch_size: int = setting(
         32, "Examples per training step: the global batch, shared out among the replicas."
     )
@@ -135,11 +134,12 @@ class TrainConfig:
             problems.append(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0:
             problems.append(f"--weight_decay must not be negative, got {self.weight_decay}")
-        for name in ("strategy", "mixed_precision"):
-            allowed = choices_of(type(self), name)
-            if getattr(self, name) not in allowed:
+        for field in dataclasses.fields(self):
+            allowed = choices_of(type(self), field.name)
+            if allowed and getattr(self, field.name) not in allowed:
                 problems.append(
-                    f"--{name} must be one of {', '.join(allowed)}, got '{getattr(self, name)}'"
+                    f"--{field.name} must be one of {', '.join(allowed)}, "
+                    f"got '{getattr(self, field.name)}'"
                 )
         for name in ("steps_per_execution", "grad_accum_steps"):
             if getattr(self, name) < 1:

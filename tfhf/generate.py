@@ -1,8 +1,13 @@
-"""python -m tfhf.generate: continue prompts with a trained language model, XLA-compiled.
+"""python -m tfhf.generate: continue prompts with a trained language model, or write the
+summary of each text with a summarize model, XLA-compiled.
+
+For a summarize model the decoding settings not given are the ones its run was evaluated
+with (beam search, no repeated n-grams); one summary per text is printed, a line each.
 
 Examples:
   python -m tfhf.generate --model_dir=runs/lm --prompt="ROMEO." --max_new_tokens=80
   python -m tfhf.generate --model_dir=runs/lm --prompt="KING." --decoding=sample --top_k=40 --seed=3
+  python -m tfhf.generate --model_dir=runs/summarize --input_file=descriptions.txt --num_beams=6
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ _NUM_RETURN = flags.DEFINE_integer(
     "num_return_sequences", _DEFAULTS.num_return_sequences, "Continuations per prompt."
 )
 _SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed, "Sampling seed.")
+_LENGTH_PENALTY = flags.DEFINE_float(
+    "length_penalty", 1.0, "Summarize models, beam search: > 0 favours longer summaries."
+)
+_MIN_NEW = flags.DEFINE_integer(
+    "min_new_tokens", 0, "Summarize models: the end token is blocked before this many tokens."
+)
+_NO_REPEAT = flags.DEFINE_integer(
+    "no_repeat_ngram_size", 0, "Summarize models: no n-gram of this size repeats (0: off)."
+)
+_SEQ2SEQ_ONLY = ("length_penalty", "min_new_tokens", "no_repeat_ngram_size")
 _NO_XLA = flags.DEFINE_bool("eager", False, "Run without XLA (slow; for comparison).")
 
 
@@ -42,19 +57,9 @@ def main(argv: list[str]) -> None:
 
         from tfhf.generation.generator import Generator
         from tfhf.models.loading import load_causal_lm, resolve_model
+        from tfhf.models.model_folder import is_text_to_text_folder
         from tfhf.tokenizers.bpe import load_bpe
 
-        settings = GenerationSettings(
-            max_new_tokens=_MAX_NEW.value,
-            decoding=_DECODING.value,
-            temperature=_TEMPERATURE.value,
-            top_k=_TOP_K.value,
-            top_p=_TOP_P.value,
-            num_beams=_NUM_BEAMS.value,
-            num_return_sequences=_NUM_RETURN.value,
-            seed=_SEED.value,
-        )
-        settings.check()
         if not _MODEL_DIR.value:
             raise TfhfError("--model_dir is required")
         prompts = list(_PROMPT.value)
@@ -66,6 +71,23 @@ def main(argv: list[str]) -> None:
         if not prompts:
             raise TfhfError("nothing to generate: give --prompt (repeatable) or --input_file")
         folder = resolve_model(_MODEL_DIR.value)
+        if is_text_to_text_folder(folder):
+            _summarize(folder, prompts)
+            return
+        given = [name for name in _SEQ2SEQ_ONLY if flags.FLAGS[name].present]
+        if given:
+            raise TfhfError(f"--{given[0]} applies to summarize models only")
+        settings = GenerationSettings(
+            max_new_tokens=_MAX_NEW.value,
+            decoding=_DECODING.value,
+            temperature=_TEMPERATURE.value,
+            top_k=_TOP_K.value,
+            top_p=_TOP_P.value,
+            num_beams=_NUM_BEAMS.value,
+            num_return_sequences=_NUM_RETURN.value,
+            seed=_SEED.value,
+        )
+        settings.check()
         generator = Generator(
             load_causal_lm(folder), load_bpe(folder), jit_compile=not _NO_XLA.value
         )
@@ -75,6 +97,32 @@ def main(argv: list[str]) -> None:
     except TfhfError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def _summarize(folder, texts: list[str]) -> None:
+    """Prints the summary of each text, with the settings the model was evaluated with for
+    those the command line leaves out."""
+    from tfhf.generation.seq2seq import DecodingSettings, TextToText
+    from tfhf.models.model_folder import load_text_to_text_folder
+
+    model, source, target, saved = load_text_to_text_folder(folder)
+    if _NUM_RETURN.value != 1:
+        raise TfhfError("summarize models write one summary per text: --num_return_sequences=1")
+    if _DECODING.value not in DECODINGS:
+        raise TfhfError(f"unknown decoding '{_DECODING.value}' (use {', '.join(DECODINGS)})")
+    values = {**saved["decoding"], "max_new_tokens": saved["max_target_length"]}
+    for name in ("max_new_tokens", "seed", *_SEQ2SEQ_ONLY):
+        if flags.FLAGS[name].present:
+            values[name] = flags.FLAGS[name].value
+    if flags.FLAGS["decoding"].present or flags.FLAGS["num_beams"].present:
+        decoding = _DECODING.value if flags.FLAGS["decoding"].present else "beam"
+        values["num_beams"] = _NUM_BEAMS.value if decoding == "beam" else 1
+        values["temperature"] = _TEMPERATURE.value if decoding == "sample" else 0.0
+        values.update(top_k=_TOP_K.value, top_p=_TOP_P.value)
+    settings = DecodingSettings(**values)
+    summaries = TextToText(model, source, target, jit_compile=not _NO_XLA.value)(texts, settings)
+    for summary in summaries:
+        print(summary, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
-"""python -m tfhf.predict: label texts with a trained classifier, or fill in [MASK]s.
+"""python -m tfhf.predict: label texts with a trained classifier, fill in [MASK]s, or
+summarize texts.
 
 `--model_dir` is a training workdir (the HuggingFace model in it is used), an
 exported SavedModel version folder, or an export root (its highest version). For an
-mlm workdir it prints the `--top_k` likeliest fillers of each [MASK].
+mlm workdir it prints the `--top_k` likeliest fillers of each [MASK]; for a summarize
+workdir, each text's summary (decoded as the run's test split was).
 
 Examples:
   python -m tfhf.predict --model_dir=runs/classify --text="a gorgeous, witty film"
   python -m tfhf.predict --model_dir=savedmodels/classify/1 --input_file=reviews.txt
   python -m tfhf.predict --model_dir=runs/mlm --text="the movie was [MASK] ."
+  python -m tfhf.predict --model_dir=runs/summarize --input_file=texts.jsonl --text_column=source
 """
 
 from __future__ import annotations
@@ -50,8 +53,13 @@ def main(argv: list[str]) -> None:
             raise TfhfError(f"--batch_size must be positive, got {_BATCH_SIZE.value}")
         from pathlib import Path
 
+        from tfhf.models.model_folder import is_text_to_text_folder
         from tfhf.serving.fill_mask import FillMask, is_masked_lm_folder
 
+        folder = Path(_MODEL_DIR.value)
+        if is_text_to_text_folder(folder / "model") or is_text_to_text_folder(folder):
+            _summarize(folder, texts)
+            return
         if is_masked_lm_folder(Path(_MODEL_DIR.value)):
             fill = FillMask(Path(_MODEL_DIR.value))
             for start in range(0, len(texts), _BATCH_SIZE.value):
@@ -70,6 +78,19 @@ def main(argv: list[str]) -> None:
     except TfhfError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def _summarize(folder, texts: list[str]) -> None:
+    """Prints each text's summary, a line each, decoded as the run's test split was."""
+    from tfhf.generation.seq2seq import DecodingSettings, TextToText
+    from tfhf.models.loading import resolve_model
+    from tfhf.models.model_folder import load_text_to_text_folder
+
+    model, source, target, saved = load_text_to_text_folder(resolve_model(str(folder)))
+    settings = DecodingSettings(**saved["decoding"])
+    summarize = TextToText(model, source, target, batch_size=_BATCH_SIZE.value)
+    for summary in summarize(texts, settings):
+        print(summary, flush=True)
 
 
 if __name__ == "__main__":

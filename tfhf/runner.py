@@ -5,9 +5,10 @@ The runner calls the hooks of a task (a `tfhf.tasks.Task`, which says what each 
 must do) in this order:
 
   config checks -> seed -> task.load_inputs -> strategy and precision -> task.build_model
-  -> open the workdir -> task.training_data -> compile -> fit (checkpoints, resume, NaN
-  stop, best epoch) -> task.evaluate -> task.save -> task.export and task.after_export
-  (tasks whose config is an `ExportConfig`) -> metrics.json -> task.summary
+  -> open the workdir -> task.training_data -> compile (task.train_metrics, task.loss)
+  -> fit (checkpoints, resume, NaN stop, best epoch) -> task.evaluate -> task.save
+  -> task.export and task.after_export (tasks whose config is an `ExportConfig`)
+  -> metrics.json -> task.summary
 
 Nothing is written before `build_model` returns, so every problem found while reading
 the inputs or building the model leaves no trace; metrics.json, written last, marks a
@@ -105,7 +106,11 @@ def run(task) -> dict:
         )
         with runtime.building():
             compile_for_training(
-                model, config, total_steps=steps * config.epochs, metrics=task.train_metrics()
+                model,
+                config,
+                total_steps=steps * config.epochs,
+                metrics=task.train_metrics(),
+                loss=task.loss(),
             )
         print(
             f"tfhf: training {config.epochs} epoch(s) x {steps} steps, batch "
@@ -127,7 +132,7 @@ def run(task) -> dict:
             units_per_example=data.units_per_example,
         )
         results = {"validation": data.validation.results[trained.best_epoch]}
-        results.update(task.evaluate(model))
+        results.update(task.evaluate(model, workdir))
         task.save(model, workdir / "model")
         if isinstance(config, ExportConfig):
             if runtime.mixed:

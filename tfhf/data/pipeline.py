@@ -198,11 +198,97 @@ def mlm_dataset(
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=training)
     if training:
+        ds = ds.map(_average_one, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
-        def average_one(features, labels, weights):
-            total = tf.reduce_sum(weights)
-            scale = tf.cast(tf.size(weights), tf.float32) / tf.maximum(total, 1.0)
-            return features, labels, weights * scale
 
-        ds = ds.map(average_one, num_parallel_calls=tf.data.AUTOTUNE)
+def _average_one(features, labels, weights):
+    """The batch's weights scaled to average 1, so that Keras' mean over all positions is
+    the mean over the weighted ones."""
+    total = tf.reduce_sum(weights)
+    scale = tf.cast(tf.size(weights), tf.float32) / tf.maximum(total, 1.0)
+    return features, labels, weights * scale
+
+
+def seq2seq_dataset(
+    sources: Sequence[str],
+    targets: Sequence[str],
+    *,
+    source_preprocessor: BertPreprocessor,
+    target_preprocessor: BertPreprocessor,
+    batch_size: int,
+    training: bool,
+    seed: int = 0,
+    decoder_input_dropout: float = 0.0,
+) -> tf.data.Dataset:
+    """Batches of `(features, labels, weights)` for teacher-forced sequence-to-sequence
+    training, from raw text pairs.
+
+    Order: shuffle -> repeat -> tokenize both sides (in TF ops, parallel) -> bucket by
+    source length with dynamic padding -> prefetch. A target is `[CLS] tokens [SEP]`, cut to
+    the target preprocessor's length: the decoder reads it from `[CLS]` on
+    (`decoder_input_ids`) and predicts it from the first token through `[SEP]` (`labels`).
+    `weights` are 1 on real target tokens and 0 on padding; for training they are scaled
+    to average 1 in each batch, so that the loss is the mean over real target tokens.
+
+    With `decoder_input_dropout`, training replaces that share of the decoder's input tokens
+    (never the first) by `[UNK]`, drawn from the seed and the batch's place in the stream:
+    a decoder that cannot lean on its own previous tokens learns to read the source.
+    """
+    pad = source_preprocessor.pad_id
+    ds = tf.data.Dataset.from_tensor_slices((list(sources), list(targets)))
+    if training:
+        ds = ds.shuffle(len(sources), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(_TOKENIZE_BLOCK)
+
+    def tokenize(source, target):
+        source_ids = source_preprocessor.tokenize(source)
+        target_ids = target_preprocessor.tokenize(target)
+        return (
+            source_ids.to_tensor(default_value=pad),
+            source_ids.row_lengths(),
+            target_ids.to_tensor(default_value=pad),
+            target_ids.row_lengths(),
+        )
+
+    ds = ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.unbatch().map(lambda s, n, t, m: (s[:n], t[:m]))
+    boundaries = bucket_boundaries(source_preprocessor.max_seq_length)
+    ds = ds.bucket_by_sequence_length(
+        element_length_func=lambda source, target: tf.shape(source)[0],
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        padding_values=(pad, pad),
+    )
+
+    def to_example(source, target):
+        features = source_preprocessor.pack(source)
+        del features["token_type_ids"]
+        decoder_input_ids = target[:, :-1]
+        features["decoder_input_ids"] = decoder_input_ids
+        features["decoder_attention_mask"] = tf.cast(tf.not_equal(decoder_input_ids, pad), tf.int32)
+        labels = target[:, 1:]
+        return features, labels, tf.cast(tf.not_equal(labels, pad), tf.float32)
+
+    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and decoder_input_dropout:
+        unknown = target_preprocessor.unk_id
+
+        def drop(position, example):
+            features, labels, weights = example
+            ids = features["decoder_input_ids"]
+            noise = tf.random.stateless_uniform(
+                tf.shape(ids), seed=tf.stack([tf.constant(seed, tf.int64), position])
+            )
+            dropped = (noise < decoder_input_dropout) & (tf.range(tf.shape(ids)[1]) > 0)
+            dropped &= tf.not_equal(ids, pad)
+            return (
+                {**features, "decoder_input_ids": tf.where(dropped, unknown, ids)},
+                labels,
+                weights,
+            )
+
+        ds = ds.enumerate().map(drop, num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        ds = ds.map(_average_one, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

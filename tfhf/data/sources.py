@@ -130,6 +130,22 @@ def read_text_label_file(
     return texts, labels, lines
 
 
+def read_text_pairs(
+    path: str | Path, *, source_column: str, target_column: str
+) -> tuple[list[str], list[str]]:
+    """(sources, targets): two text columns of each row of a CSV, TSV or JSONL file."""
+    path = Path(path)
+    rows = read_rows(path)
+    columns: tuple[list[str], list[str]] = ([], [])
+    for number, row in rows:
+        for name, values in zip((source_column, target_column), columns, strict=True):
+            value = _column(path, rows, name, number, row)
+            if not isinstance(value, str):
+                raise TfhfError(f"{path}:{number}: '{name}' is not a string")
+            values.append(value)
+    return columns
+
+
 def read_texts(path: str | Path, *, text_column: str, whole_file: bool = False) -> list[str]:
     """Texts from a file: for .txt one per line (or the whole file as one text with
     `whole_file`), else the `text_column` of each row of a CSV, TSV or JSONL file."""
@@ -261,22 +277,8 @@ def _split_from_tfds(builder, split: str, text_key: str, label_key: str) -> Labe
     return LabelledSplit(texts, labels)
 
 
-def load_tfds(
-    name: str,
-    *,
-    text_column: str = "text",
-    label_column: str = "label",
-    seed: int = 0,
-    data_dir: str | None = None,
-    manual_dir: str | None = None,
-) -> ClassificationData:
-    """Labelled splits from a tensorflow-datasets dataset, prepared (downloaded) on first use.
-
-    The text feature is `text_column` if the dataset has it, else its only text
-    feature; the label is `label_column` or its only `ClassLabel`. Splits named
-    `validation`/`test` are used when present and labelled; the rest are split
-    off `train` by `seed`.
-    """
+def prepared_tfds_builder(name: str, *, data_dir: str | None = None, manual_dir: str | None = None):
+    """The tfds builder of `name`, prepared (downloaded first, when it has no `manual_dir`)."""
     import tensorflow_datasets as tfds
 
     builder = _tfds_builder(name, data_dir)
@@ -297,7 +299,28 @@ def load_tfds(
             f"could not download or prepare tfds dataset '{name}' "
             f"(is the dataset host reachable?): {type(e).__name__}: {first[:300]}"
         ) from None
+    return builder
 
+
+def load_tfds(
+    name: str,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    seed: int = 0,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+) -> ClassificationData:
+    """Labelled splits from a tensorflow-datasets dataset, prepared (downloaded) on first use.
+
+    The text feature is `text_column` if the dataset has it, else its only text
+    feature; the label is `label_column` or its only `ClassLabel`. Splits named
+    `validation`/`test` are used when present and labelled; the rest are split
+    off `train` by `seed`.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = prepared_tfds_builder(name, data_dir=data_dir, manual_dir=manual_dir)
     features = builder.info.features
     text_keys = [k for k, f in features.items() if isinstance(f, tfds.features.Text)]
     label_keys = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]

@@ -130,12 +130,13 @@ def _load_weights(auto_class, folder: Path, config):
 
 
 def _load_task_model(folder: Path, kind: str, config=None, *, head: tuple[str, ...] = ()):
-    """(model, names of head weights left fresh) for `folder`, with `kind` one of 'causal LM',
-    'masked LM', 'classifier'. Any fresh weight whose name has none of the `head` words
+    """(model, names of head weights left fresh) for `folder`, with `kind` one of 'encoder',
+    'causal LM', 'masked LM', 'classifier'. Any fresh weight whose name has none of the `head` words
     means the checkpoint does not fit its config, and is refused."""
     import transformers
 
     mapping, auto_class = {
+        "encoder": (transformers.TF_MODEL_MAPPING, transformers.TFAutoModel),
         "causal LM": (
             transformers.TF_MODEL_FOR_CAUSAL_LM_MAPPING,
             transformers.TFAutoModelForCausalLM,
@@ -161,6 +162,24 @@ def _load_task_model(folder: Path, kind: str, config=None, *, head: tuple[str, .
             f"model folder {folder}: weights do not match the config; missing {missing[:3]}"
         )
     return model, fresh
+
+
+def load_encoder(folder: Path):
+    """The bare TF encoder (`TFBertModel` and kin) with its weights from `folder`; a pooler
+    the checkpoint lacks starts new."""
+    model, _ = _load_task_model(folder, "encoder", head=("pooler",))
+    return model
+
+
+def load_decoder_with_cross_attention(folder: Path):
+    """`folder`'s BERT as a decoder (`TFBertLMHeadModel`): causal self-attention, new
+    cross-attention layers; (model, the names of the weights that start new)."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(folder)
+    config.is_decoder = True
+    config.add_cross_attention = True
+    return _load_task_model(folder, "causal LM", config, head=("crossattention", "cls"))
 
 
 def load_causal_lm(folder: Path):

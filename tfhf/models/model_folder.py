@@ -63,3 +63,47 @@ def load_classifier_folder(folder: Path):
     )
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     return model, preprocessor, names
+
+
+# Beside a text-to-text model: its source and target lengths and casing, for tokenizers
+# that work as the training pipeline's did.
+TEXT_TO_TEXT_FILE = "tfhf_text_to_text.json"
+
+
+def save_text_to_text_folder(
+    model, vocab_file: Path, folder: Path, *, lower_case: bool, settings: dict
+) -> None:
+    """An encoder-decoder with its WordPiece tokenizer and `settings` (the source and
+    target lengths, the decoding defaults) into `folder`, replacing it whole."""
+    from transformers import BertTokenizerFast
+
+    def fill(staging: Path) -> None:
+        model.save_pretrained(staging)
+        BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=lower_case).save_pretrained(
+            staging
+        )
+        record = {**settings, "lower_case": lower_case}
+        (staging / TEXT_TO_TEXT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+    replace_folder(folder, fill)
+
+
+def is_text_to_text_folder(folder: Path) -> bool:
+    """Whether `folder` was written by `save_text_to_text_folder`."""
+    return (folder / TEXT_TO_TEXT_FILE).is_file()
+
+
+def load_text_to_text_folder(folder: Path):
+    """(model, source preprocessor, target preprocessor, settings) from a folder written by
+    `save_text_to_text_folder`."""
+    from tfhf.models.seq2seq import load_encoder_decoder
+
+    settings = json.loads((folder / TEXT_TO_TEXT_FILE).read_text())
+    model = load_encoder_decoder(folder)
+    source, target = (
+        BertPreprocessor(
+            folder / "vocab.txt", lower_case=settings["lower_case"], max_seq_length=length
+        )
+        for length in (settings["max_source_length"], settings["max_target_length"] + 1)
+    )
+    return model, source, target, settings

@@ -34,6 +34,7 @@ class ClassifyConfig(ExportConfig):
         "glue/sst2. Ignored when --train_file is set.",
     )
     test_file: str = setting("", "Test data; split off the training data if unset.")
+    text_column: str = setting("text", "Column (or tfds feature) with the text.")
     label_column: str = setting("label", "Column (or tfds feature) with the label.")
     max_seq_length: int = setting(128, "Longest token sequence, [CLS] and [SEP] included.")
 
@@ -116,7 +117,7 @@ class ClassifyTask(Task):
     def train_metrics(self) -> list:
         return [tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
-    def evaluate(self, model) -> dict:
+    def evaluate(self, model, workdir) -> dict:
         print("tfhf: evaluating on the test split", flush=True)
         test = evaluate(model, self.test_ds, len(self.data.label_names))
         return {"labels": self.data.label_names, "test": test}

@@ -34,6 +34,7 @@ class LmConfig(ScratchModelConfig, ExportConfig):
     train_file: str = setting(
         "", "Training text: .txt (one document), or .csv/.tsv/.jsonl with --text_column."
     )
+    text_column: str = setting("text", "Column with the text of .csv/.tsv/.jsonl files.")
     batch_size: int = 16
     learning_rate: float = 1e-3
     warmup_ratio: float = 0.05

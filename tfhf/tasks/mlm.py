@@ -35,6 +35,7 @@ class MlmConfig(ScratchModelConfig):
     train_file: str = setting(
         "", "Training text: .txt (one document), or .csv/.tsv/.jsonl with --text_column."
     )
+    text_column: str = setting("text", "Column with the text of .csv/.tsv/.jsonl files.")
     max_seq_length: int = setting(128, "Tokens per sequence, [CLS] and [SEP] included.")
     learning_rate: float = 1e-3
     warmup_ratio: float = 0.05

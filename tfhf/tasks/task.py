@@ -59,9 +59,14 @@ class Task:
         """Keras metrics reported while training, beside the loss."""
         return []
 
-    def evaluate(self, model) -> dict:
+    def loss(self):
+        """The training loss on float32 logits (None: cross-entropy against integer labels)."""
+        return None
+
+    def evaluate(self, model, workdir: Path) -> dict:
         """The task's own figures for metrics.json, computed after training on the kept
-        epoch's weights (the best epoch's validation figures are there already)."""
+        epoch's weights (the best epoch's validation figures are there already). Readable
+        reports may go into `workdir`."""
         return {}
 
     def save(self, model, folder: Path) -> None:

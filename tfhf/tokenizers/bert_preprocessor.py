@@ -51,6 +51,7 @@ class BertPreprocessor(tf.Module):
         self.cls_id = vocab.index("[CLS]")
         self.sep_id = vocab.index("[SEP]")
         self.pad_id = vocab.index("[PAD]")
+        self.unk_id = vocab.index("[UNK]")
         self.max_seq_length = max_seq_length
         self.lower_case = lower_case
         # Normalisation is done in `normalize`, not by tf-text's lower_case option: that one
@@ -71,6 +72,13 @@ class BertPreprocessor(tf.Module):
             texts = tf.strings.regex_replace(texts, r"\p{Mn}", "")
         return texts
 
+    def _wordpieces(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        return self.tokenizer.tokenize(self.normalize(texts)).merge_dims(-2, -1)
+
+    def token_counts(self, texts: tf.Tensor) -> tf.Tensor:
+        """Word pieces per text before any truncation, `[CLS]` and `[SEP]` not counted."""
+        return tf.cast(self._wordpieces(texts).row_lengths(), tf.int32)
+
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Token ids per text, `[CLS] ... [SEP]`, truncated to `max_seq_length`.
 
@@ -80,8 +88,7 @@ class BertPreprocessor(tf.Module):
         Returns:
           An int32 `RaggedTensor` of shape [batch, (tokens)].
         """
-        wordpieces = self.tokenizer.tokenize(self.normalize(texts)).merge_dims(-2, -1)
-        wordpieces = wordpieces[:, : self.max_seq_length - 2]
+        wordpieces = self._wordpieces(texts)[:, : self.max_seq_length - 2]
         ids, _ = tf_text.combine_segments(
             [wordpieces], start_of_sequence_id=self.cls_id, end_of_segment_id=self.sep_id
         )
@@ -107,3 +114,18 @@ class BertPreprocessor(tf.Module):
     def __call__(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
         """`pack(tokenize(texts))`: a batch of raw strings to padded model inputs."""
         return self.pack(self.tokenize(texts))
+
+    def detokenize(self, ids: tf.Tensor) -> tf.Tensor:
+        """Text from token ids [batch, length]: the pieces up to the first `[SEP]`, joined into
+        words, special tokens dropped, no space before punctuation that closes a phrase.
+
+        The text is lower-cased for an uncased vocabulary: the model writes what it reads.
+        """
+        ids = tf.cast(ids, tf.int32)
+        before_end = tf.cumsum(tf.cast(tf.equal(ids, self.sep_id), tf.int32), axis=1) == 0
+        kept = before_end & (ids != self.pad_id) & (ids != self.cls_id)
+        pieces = tf.ragged.boolean_mask(ids, kept)
+        words = self.tokenizer.detokenize(pieces)
+        text = tf.strings.reduce_join(words, axis=-1, separator=" ")
+        text = tf.strings.regex_replace(text, r" ([.,;:!?)\]}%])", r"\1")
+        return tf.strings.regex_replace(text, r"([(\[{]) ", r"\1")

@@ -34,10 +34,11 @@ def compile_for_training(
     *,
     total_steps: int,
     metrics: list | None = None,
+    loss=None,
 ) -> None:
     """Compiles `model` the way every task trains: AdamW on the warmup/decay schedule
-    (clipped to `--clip_norm`), cross-entropy on float32 logits, tfhf's train step with
-    `--grad_accum_steps`, `--jit_compile` and `--steps_per_execution`.
+    (clipped to `--clip_norm`), `loss` (default: cross-entropy) on float32 logits, and
+    tfhf's train step with `--grad_accum_steps`, `--jit_compile` and `--steps_per_execution`.
 
     Call it where the model was built (inside `Runtime.building()`), so the optimizer's
     variables live with the model's. `config` is the run's `TrainConfig`.
@@ -50,7 +51,7 @@ def compile_for_training(
             weight_decay=config.weight_decay,
             clip_norm=config.clip_norm,
         ),
-        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=loss or tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=metrics,
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,

@@ -1,0 +1,154 @@
+"""Encoder-decoder decoding: greedy and beam search agree with transformers' TF generate on
+tiny BERT and GPT-2 decoders, eager and under XLA, and their settings are checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import transformers
+
+from tfhf.errors import TfhfError
+from tfhf.generation.seq2seq import DecoderSteps, DecodingSettings, decode
+
+START, PAD = 2, 0
+
+
+def tiny_pair(decoder: str):
+    tf.keras.utils.set_random_seed(1)
+    encoder = transformers.BertConfig(
+        vocab_size=40,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        initializer_range=0.3,  # peaked logits: near-ties would make the comparison a coin toss
+    )
+    if decoder == "bert":
+        decoder_config = transformers.BertConfig(
+            **{**encoder.to_dict(), "is_decoder": True, "add_cross_attention": True}
+        )
+    else:
+        decoder_config = transformers.GPT2Config(
+            vocab_size=40,
+            n_positions=64,
+            n_embd=24,
+            n_layer=2,
+            n_head=2,
+            add_cross_attention=True,
+            is_decoder=True,
+            initializer_range=0.3,
+        )
+    config = transformers.EncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder_config)
+    config.decoder_start_token_id, config.pad_token_id = START, PAD
+    return transformers.TFEncoderDecoderModel(config=config)
+
+
+def sources():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(4, 40, (4, 7)).astype(np.int32)
+    ids[:, 0], ids[:, -1] = START, 3  # source framing, as [CLS] ... [SEP]
+    mask = np.ones_like(ids)
+    ids[2, 5:], mask[2, 5:] = PAD, 0  # a shorter source, padded
+    return tf.constant(ids), tf.constant(mask)
+
+
+SETTINGS = [
+    DecodingSettings(max_new_tokens=10),
+    DecodingSettings(max_new_tokens=10, no_repeat_ngram_size=2),
+    DecodingSettings(max_new_tokens=10, num_beams=3),
+    DecodingSettings(max_new_tokens=10, num_beams=4, length_penalty=2.0),
+    DecodingSettings(max_new_tokens=10, num_beams=4, length_penalty=-1.0),
+    DecodingSettings(max_new_tokens=10, num_beams=3, no_repeat_ngram_size=2, min_new_tokens=4),
+]
+
+
+@pytest.fixture(scope="module", params=["bert", "gpt2"])
+def pair(request):
+    """(model, its decoder steps, the end token): the end token is one the model writes a few
+    steps in, so that targets end early and every ending rule comes into play."""
+    model = tiny_pair(request.param)
+    ids, mask = sources()
+    never = DecoderSteps(model, start_id=START, end_id=-1, pad_id=PAD)
+    written = decode(never, ids, mask, DecodingSettings(max_new_tokens=8)).numpy()[:, 1:5]
+    counts = np.bincount(written.ravel(), minlength=40)
+    counts[[START, PAD]] = 0
+    end = int(counts.argmax())
+    model.config.eos_token_id = end
+    return model, DecoderSteps(model, start_id=START, end_id=end, pad_id=PAD), end
+
+
+def transformers_ids(model, ids, mask, settings: DecodingSettings, end: int) -> np.ndarray:
+    out = model.generate(
+        input_ids=ids,
+        eos_token_id=end,
+        attention_mask=mask,
+        max_new_tokens=settings.max_new_tokens,
+        num_beams=settings.num_beams,
+        length_penalty=settings.length_penalty,
+        no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
+        # transformers' TF generate counts the start token in min_length (and ignores
+        # min_new_tokens for encoder-decoders).
+        min_length=1 + settings.min_new_tokens,
+        do_sample=False,
+        early_stopping=False,
+    ).numpy()[:, 1:]  # without the start token
+    return np.pad(out, [[0, 0], [0, settings.max_new_tokens - out.shape[1]]])
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=str)
+def test_decoding_matches_transformers(pair, settings):
+    model, steps, end = pair
+    ids, mask = sources()
+    ours = decode(steps, ids, mask, settings).numpy()
+    np.testing.assert_array_equal(ours, transformers_ids(model, ids, mask, settings, end))
+
+
+@pytest.mark.parametrize("settings", [SETTINGS[1], SETTINGS[5]], ids=str)
+def test_xla_decodes_as_the_plain_graph_does(pair, settings):
+    _, steps, _ = pair
+    ids, mask = sources()
+    compiled = tf.function(lambda i, m: decode(steps, i, m, settings), jit_compile=True)
+    np.testing.assert_array_equal(
+        compiled(ids, mask).numpy(), decode(steps, ids, mask, settings).numpy()
+    )
+
+
+def test_the_comparison_covers_ended_targets_and_beams_that_differ(pair):
+    _, steps, end = pair
+    ids, mask = sources()
+    greedy = decode(steps, ids, mask, SETTINGS[0]).numpy()
+    beams = [decode(steps, ids, mask, s).numpy() for s in SETTINGS[2:5]]
+    assert (greedy[:, :-1] == end).any()  # some target ends before the limit
+    assert any((b[:, :-1] == end).any() for b in beams)
+    assert any((b != greedy).any() for b in beams)
+    for row in greedy:  # after its end token a row holds padding only
+        if end in row:
+            assert (row[list(row).index(end) + 1 :] == PAD).all()
+
+
+def test_no_repeated_ngrams_and_no_early_end(pair):
+    _, steps, end = pair
+    ids, mask = sources()
+    settings = DecodingSettings(max_new_tokens=12, no_repeat_ngram_size=2, min_new_tokens=5)
+    for row in decode(steps, ids, mask, settings).numpy():
+        tokens = [START] + [t for t in row.tolist() if t != PAD]
+        pairs = list(zip(tokens, tokens[1:], strict=False))
+        assert len(pairs) == len(set(pairs))
+        assert end not in tokens[1:6]
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (DecodingSettings(max_new_tokens=0), "--max_new_tokens must be positive"),
+        (DecodingSettings(num_beams=0), "--num_beams must be positive"),
+        (DecodingSettings(max_new_tokens=4, min_new_tokens=4), "must be below --max_new_tokens"),
+        (DecodingSettings(temperature=0.7, num_beams=2), "sampling .* needs --num_beams=1"),
+        (DecodingSettings(top_p=0.0), r"--top_p must be in \(0, 1\]"),
+    ],
+)
+def test_settings_that_make_no_sense_are_refused(settings, message):
+    with pytest.raises(TfhfError, match=message):
+        settings.check()

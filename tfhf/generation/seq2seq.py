@@ -1,0 +1,422 @@
+"""Decoding for encoder-decoder models in TensorFlow ops: greedy, sampling and beam search,
+with a fixed-size key/value cache, so one function serves XLA (every shape static) and the
+SavedModel (no Python at serving time).
+
+The encoder runs once. The decoder then runs one token at a time: its self-attention keys
+and values are written into a cache of `max_new_tokens` slots, the cross-attention ones are
+computed at the first step and reused. Beam search follows transformers' TF beam search
+(its scoring, its length penalty and its stopping rule), so the two agree token for token.
+
+Example:
+  >>> import transformers
+  >>> encoder = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1,
+  ...                                   num_attention_heads=2, intermediate_size=32)
+  >>> decoder = transformers.BertConfig(
+  ...     **{**encoder.to_dict(), "is_decoder": True, "add_cross_attention": True})
+  >>> model = transformers.TFEncoderDecoderModel(
+  ...     config=transformers.EncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder))
+  >>> steps = DecoderSteps(model, start_id=2, end_id=3, pad_id=0)
+  >>> ids = decode(steps, tf.constant([[2, 7, 9, 3]]), tf.ones([1, 4], tf.int32),
+  ...              DecodingSettings(max_new_tokens=5, num_beams=2))
+  >>> ids.shape
+  TensorShape([1, 5])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from tfhf.errors import TfhfError
+from tfhf.generation.sampling import filter_scores, gumbel_choice
+
+NEG_INF = -1.0e9  # transformers' beam search uses this very value; finite, so no inf - inf
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodingSettings:
+    """How to turn a source into a target.
+
+    Attributes:
+      max_new_tokens: Most target tokens, the end token included.
+      num_beams: Beam width; 1 decodes greedily (or samples, with a temperature).
+      length_penalty: Beam search ranks finished targets by their log-probability divided
+        by length ** length_penalty (> 0 favours longer targets).
+      min_new_tokens: The end token is blocked before this many tokens.
+      no_repeat_ngram_size: No n-gram of this size occurs twice in a target (0: off).
+      temperature: 0 decodes greedily (or by beam search); above 0 samples, with
+        `top_k` and `top_p` filtering and noise drawn from (`seed`, step).
+    """
+
+    max_new_tokens: int = 32
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    min_new_tokens: int = 0
+    no_repeat_ngram_size: int = 0
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def problems(self) -> list[str]:
+        """What makes no sense, one phrase per problem (the flag names of tfhf.generate)."""
+        problems = []
+        for name in ("max_new_tokens", "num_beams"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name} must be positive, got {getattr(self, name)}")
+        for name in ("min_new_tokens", "no_repeat_ngram_size", "top_k"):
+            if getattr(self, name) < 0:
+                problems.append(f"--{name} must not be negative, got {getattr(self, name)}")
+        if self.min_new_tokens >= self.max_new_tokens >= 1:
+            problems.append(
+                f"--min_new_tokens ({self.min_new_tokens}) must be below --max_new_tokens "
+                f"({self.max_new_tokens})"
+            )
+        if self.temperature < 0:
+            problems.append(f"--temperature must be 0 (greedy) or positive, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"--top_p must be in (0, 1], got {self.top_p}")
+        if self.temperature > 0 and self.num_beams > 1:
+            problems.append("sampling (--temperature > 0) needs --num_beams=1")
+        return problems
+
+    def check(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise TfhfError("; ".join(problems))
+
+
+class DecoderSteps:
+    """One encoder-decoder model (transformers' `TFEncoderDecoderModel` with a BERT or GPT-2
+    decoder) seen as: encode once, then one decoder step at a time on a fixed-size cache.
+
+    The decoder's own attention layers concatenate the cache with the new token's keys and
+    values; an attention mask over the cache slots hides the slots not written yet, and the
+    new token's keys and values are then written into its slot.
+    """
+
+    def __init__(self, model, *, start_id: int, end_id: int, pad_id: int):
+        self.model = model
+        self.start_id, self.end_id, self.pad_id = start_id, end_id, pad_id
+        decoder_type = model.config.decoder.model_type
+        if decoder_type not in ("bert", "gpt2"):
+            raise TfhfError(f"decoding supports BERT and GPT-2 decoders, not '{decoder_type}'")
+        # BERT's cache holds (self key, self value, cross key, cross value) per layer with the
+        # batch first; GPT-2's holds the self keys and values stacked, batch second, and
+        # recomputes its cross-attention from the encoder states at every step.
+        self._gpt2 = decoder_type == "gpt2"
+        self.batch_axis = 1 if self._gpt2 else 0
+        self.vocab_size = int(model.config.decoder.vocab_size)
+
+    def encode(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tf.Tensor:
+        hidden = self.model.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, training=False
+        ).last_hidden_state
+        projection = getattr(self.model, "enc_to_dec_proj", None)
+        return hidden if projection is None else projection(hidden)
+
+    def _decoder(self, tokens, position, attention_mask, past, encoded, encoder_mask):
+        rows = tf.shape(tokens)[0]
+        out = self.model.decoder(
+            input_ids=tokens[:, None],
+            attention_mask=attention_mask,
+            position_ids=tf.fill([rows, 1], position),
+            encoder_hidden_states=encoded,
+            encoder_attention_mask=encoder_mask,
+            past_key_values=past,
+            use_cache=True,
+            training=False,
+        )
+        return tf.cast(out.logits[:, -1, :], tf.float32), out.past_key_values
+
+    def _self_part(self, layer):
+        return layer if self._gpt2 else layer[:2]
+
+    def first(self, tokens, encoded, encoder_mask, slots: int):
+        """Logits for position 0 and the cache (`slots` self-attention slots, slot 0 set)."""
+        rows = tf.shape(tokens)[0]
+        logits, present = self._decoder(
+            tokens, 0, tf.ones([rows, 1], tf.int32), None, encoded, encoder_mask
+        )
+
+        def widen(t):
+            padding = [[0, 0]] * (len(t.shape) - 2) + [[0, slots - 1], [0, 0]]
+            return tf.pad(t, padding)
+
+        cache = []
+        for layer in present:
+            if self._gpt2:
+                cache.append(widen(layer))
+            else:
+                cache.append((widen(layer[0]), widen(layer[1]), layer[2], layer[3]))
+        return logits, tuple(cache)
+
+    def step(self, tokens, position, cache, encoded, encoder_mask):
+        """Logits for `position` (>= 1) after `tokens`, and the cache with its slot written."""
+        rows = tf.shape(tokens)[0]
+        slots = tf.shape(tf.nest.flatten(self._self_part(cache[0]))[0])[-2]
+        written = tf.range(slots) < position
+        mask = tf.concat(
+            [tf.tile(tf.cast(written, tf.int32)[None, :], [rows, 1]), tf.ones([rows, 1], tf.int32)],
+            axis=1,
+        )
+        logits, present = self._decoder(tokens, position, mask, cache, encoded, encoder_mask)
+        slot = tf.equal(tf.range(slots), position)[:, None]
+
+        def write(old, new):
+            return tf.where(slot, new[..., -1:, :], old)
+
+        updated = []
+        for old, new in zip(cache, present, strict=True):
+            if self._gpt2:
+                updated.append(write(old, new))
+            else:
+                updated.append((write(old[0], new[0]), write(old[1], new[1]), old[2], old[3]))
+        return logits, tuple(updated)
+
+    def reorder(self, cache, rows: tf.Tensor):
+        """The cache of the rows `rows` (beam search keeps the rows of the surviving beams)."""
+        return tf.nest.map_structure(lambda t: tf.gather(t, rows, axis=self.batch_axis), cache)
+
+
+def _no_repeat_mask(sequences, length, size: int, vocab: int):
+    """[rows, vocab] True where a token would complete an n-gram of `size` that already
+    occurs in `sequences[:, :length]` (as transformers' no-repeat-ngram processor)."""
+    rows, width = tf.shape(sequences)[0], sequences.shape[1]
+    windows = width - size + 1
+    if windows < 1:
+        return tf.zeros([rows, vocab], tf.bool)
+    # The n-gram starting at j may be reused only if it lies within the sequence so far.
+    starts = tf.range(windows)
+    matched = tf.broadcast_to(starts[None, :] <= length - size, [rows, windows])
+    for k in range(size - 1):
+        last = tf.gather(sequences, tf.maximum(length - size + 1 + k, 0), axis=1)
+        matched &= tf.equal(sequences[:, k : k + windows], last[:, None])
+    following = sequences[:, size - 1 : size - 1 + windows]
+    row_ids = tf.broadcast_to(tf.range(rows)[:, None], [rows, windows])
+    indices = tf.stack([tf.reshape(row_ids, [-1]), tf.reshape(following, [-1])], axis=1)
+    hits = tf.tensor_scatter_nd_add(
+        tf.zeros([rows, vocab], tf.float32), indices, tf.reshape(tf.cast(matched, tf.float32), [-1])
+    )
+    return hits > 0
+
+
+def _process(scores, sequences, length, settings: DecodingSettings, end_id: int, vocab: int):
+    """Scores with the end token blocked before `min_new_tokens` and repeated n-grams blocked.
+
+    `length` counts the tokens in `sequences` so far, the start token included."""
+    if settings.min_new_tokens:
+        too_soon = length - 1 < settings.min_new_tokens
+        end = tf.one_hot(end_id, vocab, on_value=True, off_value=False)
+        scores = tf.where(too_soon & end[None, :], NEG_INF, scores)
+    if settings.no_repeat_ngram_size:
+        banned = _no_repeat_mask(sequences, length, settings.no_repeat_ngram_size, vocab)
+        scores = tf.where(banned, NEG_INF, scores)
+    return scores
+
+
+def decode(steps: DecoderSteps, input_ids, attention_mask, settings: DecodingSettings) -> tf.Tensor:
+    """Target token ids [batch, max_new_tokens] for each source; after the end token (kept),
+    the rows hold `pad_id`. Every argument of `settings` must be a Python value: each
+    distinct setting is its own program under XLA."""
+    encoded = steps.encode(input_ids, attention_mask)
+    if settings.num_beams > 1:
+        return _beam_search(steps, encoded, attention_mask, settings)
+    return _one_at_a_time(steps, encoded, attention_mask, settings)
+
+
+def _one_at_a_time(steps: DecoderSteps, encoded, encoder_mask, settings: DecodingSettings):
+    """Greedy decoding, or sampling when `settings.temperature` > 0."""
+    rows = tf.shape(encoded)[0]
+    width = settings.max_new_tokens + 1
+    vocab = steps.vocab_size
+    sequences = tf.concat(
+        [tf.fill([rows, 1], steps.start_id), tf.fill([rows, width - 1], steps.pad_id)], axis=1
+    )
+
+    def choose(logits, sequences, length):
+        scores = _process(logits, sequences, length, settings, steps.end_id, vocab)
+        if settings.temperature > 0:
+            scores = filter_scores(
+                scores, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p
+            )
+            noise = tf.random.stateless_uniform(
+                tf.shape(scores), seed=tf.stack([settings.seed, length]), minval=1e-20, maxval=1.0
+            )
+            return gumbel_choice(scores, noise)
+        return tf.argmax(scores, axis=-1, output_type=tf.int32)
+
+    logits, cache = steps.first(sequences[:, 0], encoded, encoder_mask, settings.max_new_tokens)
+
+    def body(length, sequences, finished, logits, cache):
+        token = tf.where(finished, steps.pad_id, choose(logits, sequences, length))
+        sequences = tf.tensor_scatter_nd_update(
+            sequences, tf.stack([tf.range(rows), tf.fill([rows], length)], axis=1), token
+        )
+        finished |= tf.equal(token, steps.end_id)
+        logits, cache = tf.cond(
+            length + 1 < width,
+            lambda: steps.step(token, length, cache, encoded, encoder_mask),
+            lambda: (logits, cache),
+        )
+        return length + 1, sequences, finished, logits, cache
+
+    _, sequences, *_ = tf.while_loop(
+        lambda length, sequences, finished, *_: (length < width) & ~tf.reduce_all(finished),
+        body,
+        (tf.constant(1), sequences, tf.zeros([rows], tf.bool), logits, cache),
+    )
+    return sequences[:, 1:]
+
+
+def _gather_beams(tensor, indices):
+    """Rows of `tensor` [batch, beams, ...] picked by `indices` [batch, n] along the beams."""
+    return tf.gather(tensor, indices, axis=1, batch_dims=1)
+
+
+def _beam_search(steps: DecoderSteps, encoded, encoder_mask, settings: DecodingSettings):
+    beams = settings.num_beams
+    batch = tf.shape(encoded)[0]
+    width = settings.max_new_tokens + 1
+    vocab = steps.vocab_size
+    penalty = settings.length_penalty
+    # Every beam of an example reads the same encoder states.
+    encoded = tf.repeat(encoded, beams, axis=0)
+    encoder_mask = tf.repeat(encoder_mask, beams, axis=0)
+
+    def flat(t):
+        return tf.reshape(t, [-1] + t.shape[2:].as_list())
+
+    def unflat(t):
+        return tf.reshape(t, tf.concat([[batch, beams], tf.shape(t)[1:]], axis=0))
+
+    start = tf.concat(
+        [
+            tf.fill([batch, beams, 1], steps.start_id),
+            tf.fill([batch, beams, width - 1], steps.pad_id),
+        ],
+        axis=2,
+    )
+    state = dict(
+        length=tf.constant(1),
+        running=start,
+        running_scores=tf.tile(
+            tf.constant([[0.0] + [NEG_INF] * (beams - 1)], tf.float32), [batch, 1]
+        ),
+        finished=tf.fill([batch, beams, width], steps.pad_id),
+        finished_scores=tf.fill([batch, beams], NEG_INF),
+        done=tf.zeros([batch, beams], tf.bool),
+    )
+
+    def advance(state, logits, cache):
+        length = state["length"]
+        log_probs = tf.nn.log_softmax(logits)
+        log_probs = _process(
+            log_probs, flat(state["running"]), length, settings, steps.end_id, vocab
+        )
+        log_probs = unflat(log_probs) + state["running_scores"][:, :, None]
+        log_probs = tf.reshape(log_probs, [batch, beams * vocab])
+        # Twice the beams: even if every best candidate ends here, `beams` stay alive.
+        top_scores, top_indices = tf.math.top_k(log_probs, k=2 * beams)
+        from_beam = top_indices // vocab
+        tokens = top_indices % vocab
+        candidates = _gather_beams(state["running"], from_beam)
+        at_length = tf.one_hot(length, width, on_value=True, off_value=False)[None, None, :]
+        candidates = tf.where(at_length, tokens[:, :, None], candidates)
+        ended = tf.equal(tokens, steps.end_id)
+        # Only the first `beams` candidates may end a target.
+        just_done = ended & (tf.range(2 * beams) < beams)[None, :]
+        alive_scores = top_scores + tf.cast(ended, tf.float32) * NEG_INF
+        next_alive = tf.math.top_k(alive_scores, k=beams).indices
+        running = _gather_beams(candidates, next_alive)
+        running_scores = _gather_beams(alive_scores, next_alive)
+        ranked = top_scores / tf.cast(length, tf.float32) ** penalty
+        ranked += tf.cast(~just_done, tf.float32) * NEG_INF
+        merged_scores = tf.concat([state["finished_scores"], ranked], axis=1)
+        best = tf.math.top_k(merged_scores, k=beams).indices
+        finished = _gather_beams(tf.concat([state["finished"], candidates], axis=1), best)
+        finished_scores = _gather_beams(merged_scores, best)
+        done = _gather_beams(tf.concat([state["done"], just_done], axis=1), best)
+        rows = tf.reshape(
+            _gather_beams(from_beam, next_alive) + tf.range(batch)[:, None] * beams, [-1]
+        )
+        new_state = dict(
+            length=length + 1,
+            running=running,
+            running_scores=running_scores,
+            finished=finished,
+            finished_scores=finished_scores,
+            done=done,
+        )
+        return new_state, steps.reorder(cache, rows)
+
+    logits, cache = steps.first(
+        tf.fill([batch * beams], steps.start_id), encoded, encoder_mask, settings.max_new_tokens
+    )
+    state, cache = advance(state, logits, cache)
+
+    def going(state, cache):
+        length = state["length"]
+        best_alive = state["running_scores"][:, :1] / tf.cast(length - 1, tf.float32) ** penalty
+        worst_done = tf.where(
+            state["done"], tf.reduce_min(state["finished_scores"], axis=1, keepdims=True), NEG_INF
+        )
+        return (length < width) & tf.reduce_any(best_alive > worst_done)
+
+    def body(state, cache):
+        tokens = tf.reshape(
+            tf.gather(state["running"], state["length"] - 1, axis=2), [batch * beams]
+        )
+        logits, cache = steps.step(tokens, state["length"] - 1, cache, encoded, encoder_mask)
+        return advance(state, logits, cache)
+
+    state, _ = tf.while_loop(going, body, (state, cache), maximum_iterations=width - 1)
+    none_done = ~tf.reduce_any(state["done"], axis=1)
+    best = tf.where(none_done[:, None], state["running"][:, 0], state["finished"][:, 0])
+    return best[:, 1:]
+
+
+class TextToText:
+    """Texts in, generated texts out, with XLA: sources are padded to a length bucket and
+    batches to a fixed size, so that each (bucket, batch size, settings) compiles once.
+
+    Args:
+      model: A `TFEncoderDecoderModel` with a BERT or GPT-2 decoder.
+      source: The in-graph tokenizer of the sources (a `BertPreprocessor`).
+      target: Turns target ids back into text (`detokenize`) and names the start, end and
+        padding ids (`cls_id`, `sep_id`, `pad_id`, as `BertPreprocessor` does).
+      batch_size: Sources decoded together.
+      jit_compile: Compile decoding with XLA (else run it as a plain graph).
+    """
+
+    def __init__(self, model, source, target, *, batch_size: int = 32, jit_compile: bool = True):
+        self.source, self.target, self.batch_size = source, target, batch_size
+        self.steps = DecoderSteps(
+            model, start_id=target.cls_id, end_id=target.sep_id, pad_id=target.pad_id
+        )
+        self._decode = tf.function(self._ids, jit_compile=jit_compile)
+
+    def _ids(self, input_ids, attention_mask, settings):
+        return decode(self.steps, input_ids, attention_mask, settings)
+
+    def ids(self, texts: list[str], settings: DecodingSettings) -> tf.Tensor:
+        """Target ids [len(texts), max_new_tokens] (see `decode`)."""
+        from tfhf.generation.generator import bucket_length
+
+        settings.check()
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start : start + self.batch_size]
+            ids = self.source.tokenize(tf.constant(chunk))
+            width = bucket_length(int(tf.reduce_max(ids.row_lengths())), self.source.max_seq_length)
+            ids = ids.to_tensor(default_value=self.source.pad_id, shape=[self.batch_size, width])
+            ids = tf.cast(ids, tf.int32)
+            mask = tf.cast(tf.not_equal(ids, self.source.pad_id), tf.int32)
+            out.append(self._decode(ids, mask, settings)[: len(chunk)])
+        return tf.concat(out, axis=0)
+
+    def __call__(self, texts: list[str], settings: DecodingSettings) -> list[str]:
+        """The generated text of each source."""
+        ids = self.ids(texts, settings)
+        return [t.decode("utf-8") for t in self.target.detokenize(ids).numpy()]
