@@ -57,8 +57,11 @@ def write_csv(path: Path, rows, header=("text", "label"), delimiter=",") -> Path
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random-init 2-layer BERT (hidden 32) in HuggingFace format, encoder only, TF weights."""
+    import tensorflow as tf
     from transformers import BertConfig, BertTokenizerFast, TFBertModel
 
+    # Seeded, so the weights do not depend on which tests ran before in this process.
+    tf.keras.utils.set_random_seed(0)
     folder = tmp_path_factory.mktemp("tiny_bert")
     (folder / "vocab.txt").write_text("".join(t + "\n" for t in VOCAB), encoding="utf-8")
     config = BertConfig(

@@ -3,6 +3,8 @@ tiny BERT and GPT-2 decoders, eager and under XLA, and their settings are checke
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -152,3 +154,47 @@ def test_no_repeated_ngrams_and_no_early_end(pair):
 def test_settings_that_make_no_sense_are_refused(settings, message):
     with pytest.raises(TfhfError, match=message):
         settings.check()
+
+
+@pytest.mark.parametrize("settings", [SETTINGS[1], SETTINGS[3], SETTINGS[5]], ids=str)
+def test_settings_given_as_tensors_decode_as_python_values_do(pair, settings):
+    # The SavedModel's controls arrive as tensors: one graph serves every width and length.
+    _, steps, _ = pair
+    ids, mask = sources()
+    names = ("max_new_tokens", "num_beams", "length_penalty", "temperature", "top_k", "top_p")
+
+    @tf.function
+    def with_tensors(*values):
+        return decode(
+            steps, ids, mask, dataclasses.replace(settings, **dict(zip(names, values, strict=True)))
+        )
+
+    values = [
+        tf.constant(
+            getattr(settings, n),
+            tf.float32 if isinstance(getattr(settings, n), float) else tf.int32,
+        )
+        for n in names
+    ]
+    np.testing.assert_array_equal(
+        with_tensors(*values).numpy(), decode(steps, ids, mask, settings).numpy()
+    )
+
+
+def test_sampling_with_tensor_settings_draws_as_python_settings_do(pair):
+    _, steps, _ = pair
+    ids, mask = sources()
+    settings = DecodingSettings(max_new_tokens=6, temperature=0.9, top_k=8, top_p=0.9, seed=3)
+    tensors = dataclasses.replace(
+        settings,
+        temperature=tf.constant(0.9),
+        top_k=tf.constant(8),
+        top_p=tf.constant(0.9),
+        seed=tf.constant(3),
+        max_new_tokens=tf.constant(6),
+        num_beams=tf.constant(1),
+    )
+    sampled = tf.function(lambda: decode(steps, ids, mask, tensors))().numpy()
+    np.testing.assert_array_equal(sampled, decode(steps, ids, mask, settings).numpy())
+    greedy = decode(steps, ids, mask, DecodingSettings(max_new_tokens=6)).numpy()
+    assert (sampled != greedy).any()

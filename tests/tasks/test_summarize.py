@@ -4,6 +4,9 @@ baseline, the examples file, the saved model, and refusals."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,7 @@ import pytest
 from conftest import NEGATIVE, POSITIVE, make_texts
 
 from tfhf.errors import TfhfError
-from tfhf.generation.seq2seq import TextToText
+from tfhf.generation.seq2seq import DecodingSettings, TextToText
 from tfhf.models.model_folder import load_text_to_text_folder
 from tfhf.tasks.summarize import EXAMPLES_FILE, SummarizeConfig
 from tfhf.train import run
@@ -40,12 +43,13 @@ def tiny_config(tiny_model_dir, tmp_path, **overrides) -> SummarizeConfig:
         max_source_length=16,
         max_target_length=6,
         batch_size=8,
-        epochs=12,
+        epochs=20,
         max_steps_per_epoch=0,
         learning_rate=5e-3,
         warmup_ratio=0.1,
         seed=11,
         workdir=str(tmp_path / "run"),
+        export_dir=str(tmp_path / "export"),
     )
     values.update(overrides)
     return SummarizeConfig(**values)
@@ -116,6 +120,7 @@ def test_bad_settings_stop_before_the_workdir_exists(tiny_model_dir, tmp_path, o
         run(tiny_config(tiny_model_dir, tmp_path, **overrides))
     assert "\n" not in str(info.value)
     assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "export").exists()
 
 
 def test_cross_attention_can_start_as_a_copy_of_self_attention(tiny_model_dir):
@@ -131,3 +136,106 @@ def test_cross_attention_can_start_as_a_copy_of_self_attention(tiny_model_dir):
         np.testing.assert_array_equal(
             weights[name], weights[name.replace("/crossattention/", "/attention/")]
         )
+
+
+# Runs in a fresh interpreter that imports only tensorflow and tensorflow_text.
+_CLIENT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+    loaded = tf.saved_model.load(sys.argv[1])
+    serve = loaded.signatures["serving_default"]
+    texts = json.loads(sys.argv[2])
+    TYPES = dict(length_penalty=tf.float32, temperature=tf.float32, top_p=tf.float32)
+
+    def run(texts=texts, **controls):
+        # Python's signature call wants every input; TF Serving fills in the defaults.
+        inputs = dict(max_new_tokens=[6], num_beams=[4], length_penalty=[1.0],
+                      temperature=[0.0], top_k=[0], top_p=[1.0], seed=[0])
+        inputs.update(controls)
+        inputs = {k: tf.constant(v, TYPES.get(k, tf.int32)) for k, v in inputs.items()}
+        try:
+            return [t.decode() for t in serve(text=tf.constant(texts), **inputs)["summary"].numpy()]
+        except tf.errors.InvalidArgumentError as e:
+            # TF Serving returns the same "assertion failed: [...]" line to its client.
+            return "error: " + next(l for l in e.message.splitlines() if "assertion" in l)
+
+    print(json.dumps({
+        "defaults": [t.decode() for t in loaded.generate(tf.constant(texts))["summary"].numpy()],
+        "given": run(),
+        "greedy": run(num_beams=[1]),
+        "beams_2": run(num_beams=[2], max_new_tokens=[4], length_penalty=[2.0]),
+        "sample_3": run(num_beams=[1], temperature=[1.5], seed=[3]),
+        "sample_3_again": run(num_beams=[1], temperature=[1.5], seed=[3]),
+        "sample_4": run(num_beams=[1], temperature=[1.5], seed=[4]),
+        "empty": run(texts=["a fine film", " "]),
+        "no_beams": run(num_beams=[0]),
+        "sampled_beams": run(num_beams=[4], temperature=[0.5]),
+        "two_seeds": run(seed=[1, 2]),
+        "too_long": run(max_new_tokens=[65]),
+        "foreign": sorted(m for m in sys.modules
+                          if m.split(".")[0] in ("tfhf", "transformers", "tf_keras")),
+    }))
+""")
+
+
+@pytest.fixture(scope="module")
+def served(trained):
+    config, metrics = trained
+    blocks = (Path(config.workdir) / EXAMPLES_FILE).read_text().strip().split("\n\n")
+    texts = [b.splitlines()[0].split(None, 1)[1] for b in blocks][:12]
+    proc = subprocess.run(
+        [sys.executable, "-c", _CLIENT, metrics["export"], json.dumps(texts)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return texts, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_export_writes_what_tfhf_writes_in_a_python_free_process(trained, served):
+    config, metrics = trained
+    texts, out = served
+    assert out["foreign"] == []
+    model, source, target, _ = load_text_to_text_folder(Path(config.workdir) / "model")
+    ours = TextToText(model, source, target, jit_compile=False)
+    beam = config.decoding()
+    assert out["defaults"] == out["given"] == ours(texts, beam)  # the run's: 4 beams
+    assert out["greedy"] == ours(texts, DecodingSettings(6, no_repeat_ngram_size=3))
+    settings = DecodingSettings(4, num_beams=2, length_penalty=2.0, no_repeat_ngram_size=3)
+    assert out["beams_2"] == ours(texts, settings)
+    assert out["defaults"] != out["greedy"] or out["greedy"] != out["beams_2"]
+
+
+def test_the_export_samples_by_seed(served):
+    _, out = served
+    assert out["sample_3"] == out["sample_3_again"] != out["sample_4"]
+    assert out["sample_3"] != out["greedy"]
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("empty", "empty text"),
+        ("no_beams", "num_beams must be in [1, 16]"),
+        ("sampled_beams", "sampling (temperature above 0) needs num_beams 1"),
+        ("two_seeds", "seed must hold one value"),
+        ("too_long", "max_new_tokens must be in [1, 64]"),
+    ],
+)
+def test_bad_export_requests_get_a_one_line_reason(served, case, message):
+    _, out = served
+    assert out[case].startswith("error: ") and message in out[case]
+
+
+def test_the_export_needs_only_tf_text_ops_that_tf_serving_links(trained, non_core_ops):
+    _, metrics = trained
+    version_dir = Path(metrics["export"])
+    assert non_core_ops(version_dir) <= {
+        "NormalizeUTF8",
+        "RegexSplitWithOffsets",
+        "WordpieceTokenizeWithOffsets",
+    }
+    assert (version_dir / "assets.extra" / "tf_serving_warmup_requests").is_file()

@@ -183,10 +183,14 @@ class DecoderSteps:
 def _no_repeat_mask(sequences, length, size: int, vocab: int):
     """[rows, vocab] True where a token would complete an n-gram of `size` that already
     occurs in `sequences[:, :length]` (as transformers' no-repeat-ngram processor)."""
-    rows, width = tf.shape(sequences)[0], sequences.shape[1]
-    windows = width - size + 1
-    if windows < 1:
+    rows = tf.shape(sequences)[0]
+    width = sequences.shape[1]
+    if width is None:  # a width given as a tensor (the SavedModel's max_new_tokens)
+        windows = tf.maximum(tf.shape(sequences)[1] - size + 1, 0)
+    elif width - size + 1 < 1:
         return tf.zeros([rows, vocab], tf.bool)
+    else:
+        windows = width - size + 1
     # The n-gram starting at j may be reused only if it lies within the sequence so far.
     starts = tf.range(windows)
     matched = tf.broadcast_to(starts[None, :] <= length - size, [rows, windows])
@@ -218,12 +222,23 @@ def _process(scores, sequences, length, settings: DecodingSettings, end_id: int,
 
 def decode(steps: DecoderSteps, input_ids, attention_mask, settings: DecodingSettings) -> tf.Tensor:
     """Target token ids [batch, max_new_tokens] for each source; after the end token (kept),
-    the rows hold `pad_id`. Every argument of `settings` must be a Python value: each
-    distinct setting is its own program under XLA."""
+    the rows hold `pad_id`.
+
+    Under XLA every field of `settings` must be a Python value (each distinct setting is
+    its own program). In a plain graph `max_new_tokens`, `num_beams`, `length_penalty`,
+    `temperature`, `top_k`, `top_p` and `seed` may be scalar tensors (the SavedModel's
+    controls); `min_new_tokens` and `no_repeat_ngram_size` stay Python values.
+    """
     encoded = steps.encode(input_ids, attention_mask)
-    if settings.num_beams > 1:
-        return _beam_search(steps, encoded, attention_mask, settings)
-    return _one_at_a_time(steps, encoded, attention_mask, settings)
+    if isinstance(settings.num_beams, int):
+        if settings.num_beams > 1:
+            return _beam_search(steps, encoded, attention_mask, settings)
+        return _one_at_a_time(steps, encoded, attention_mask, settings)
+    return tf.cond(
+        settings.num_beams > 1,
+        lambda: _beam_search(steps, encoded, attention_mask, settings),
+        lambda: _one_at_a_time(steps, encoded, attention_mask, settings),
+    )
 
 
 def _one_at_a_time(steps: DecoderSteps, encoded, encoder_mask, settings: DecodingSettings):
@@ -237,15 +252,23 @@ def _one_at_a_time(steps: DecoderSteps, encoded, encoder_mask, settings: Decodin
 
     def choose(logits, sequences, length):
         scores = _process(logits, sequences, length, settings, steps.end_id, vocab)
-        if settings.temperature > 0:
-            scores = filter_scores(
+
+        def sampled():
+            filtered = filter_scores(
                 scores, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p
             )
+            seed = tf.stack([tf.cast(settings.seed, tf.int32), length])
             noise = tf.random.stateless_uniform(
-                tf.shape(scores), seed=tf.stack([settings.seed, length]), minval=1e-20, maxval=1.0
+                tf.shape(filtered), seed=seed, minval=1e-20, maxval=1.0
             )
-            return gumbel_choice(scores, noise)
-        return tf.argmax(scores, axis=-1, output_type=tf.int32)
+            return gumbel_choice(filtered, noise)
+
+        def greedy():
+            return tf.argmax(scores, axis=-1, output_type=tf.int32)
+
+        if isinstance(settings.temperature, (int, float)):
+            return sampled() if settings.temperature > 0 else greedy()
+        return tf.cond(settings.temperature > 0, sampled, greedy)
 
     logits, cache = steps.first(sequences[:, 0], encoded, encoder_mask, settings.max_new_tokens)
 
@@ -262,12 +285,23 @@ def _one_at_a_time(steps: DecoderSteps, encoded, encoder_mask, settings: Decodin
         )
         return length + 1, sequences, finished, logits, cache
 
+    loop_vars = (tf.constant(1), sequences, tf.zeros([rows], tf.bool), logits, cache)
     _, sequences, *_ = tf.while_loop(
         lambda length, sequences, finished, *_: (length < width) & ~tf.reduce_all(finished),
         body,
-        (tf.constant(1), sequences, tf.zeros([rows], tf.bool), logits, cache),
+        loop_vars,
+        shape_invariants=_invariants(loop_vars, settings),
     )
     return sequences[:, 1:]
+
+
+def _invariants(loop_vars, settings: DecodingSettings):
+    """The loop variables' shapes: as they are for Python settings (XLA wants them static),
+    every dimension free for tensor settings (whose shapes the graph learns only at run
+    time, after some dimensions were already seen as known)."""
+    if isinstance(settings.num_beams, int) and isinstance(settings.max_new_tokens, int):
+        return tf.nest.map_structure(lambda t: t.shape, loop_vars)
+    return tf.nest.map_structure(lambda t: tf.TensorShape([None] * t.shape.rank), loop_vars)
 
 
 def _gather_beams(tensor, indices):
@@ -286,7 +320,9 @@ def _beam_search(steps: DecoderSteps, encoded, encoder_mask, settings: DecodingS
     encoder_mask = tf.repeat(encoder_mask, beams, axis=0)
 
     def flat(t):
-        return tf.reshape(t, [-1] + t.shape[2:].as_list())
+        if t.shape[2:].is_fully_defined():  # keeps static shapes for XLA
+            return tf.reshape(t, [-1] + t.shape[2:].as_list())
+        return tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], axis=0))
 
     def unflat(t):
         return tf.reshape(t, tf.concat([[batch, beams], tf.shape(t)[1:]], axis=0))
@@ -301,9 +337,8 @@ def _beam_search(steps: DecoderSteps, encoded, encoder_mask, settings: DecodingS
     state = dict(
         length=tf.constant(1),
         running=start,
-        running_scores=tf.tile(
-            tf.constant([[0.0] + [NEG_INF] * (beams - 1)], tf.float32), [batch, 1]
-        ),
+        # Only the first beam is alive at the start: the others would repeat it.
+        running_scores=tf.tile(tf.where(tf.range(beams) == 0, 0.0, NEG_INF)[None, :], [batch, 1]),
         finished=tf.fill([batch, beams, width], steps.pad_id),
         finished_scores=tf.fill([batch, beams], NEG_INF),
         done=tf.zeros([batch, beams], tf.bool),
@@ -371,7 +406,13 @@ def _beam_search(steps: DecoderSteps, encoded, encoder_mask, settings: DecodingS
         logits, cache = steps.step(tokens, state["length"] - 1, cache, encoded, encoder_mask)
         return advance(state, logits, cache)
 
-    state, _ = tf.while_loop(going, body, (state, cache), maximum_iterations=width - 1)
+    state, _ = tf.while_loop(
+        going,
+        body,
+        (state, cache),
+        maximum_iterations=width - 1,
+        shape_invariants=_invariants((state, cache), settings),
+    )
     none_done = ~tf.reduce_any(state["done"], axis=1)
     best = tf.where(none_done[:, None], state["running"][:, 0], state["finished"][:, 0])
     return best[:, 1:]

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from tfhf.config import TrainConfig, setting
+from tfhf.config import ExportConfig, setting
 from tfhf.data import pairs, pipeline
 from tfhf.errors import TfhfError
 from tfhf.generation.seq2seq import DecodingSettings, TextToText
@@ -17,6 +17,7 @@ from tfhf.models import loading
 from tfhf.models.model_folder import save_text_to_text_folder
 from tfhf.models.seq2seq import load_encoder_decoder, warm_started_bert2bert
 from tfhf.runner import TrainingData
+from tfhf.serving.text_to_text_export import export_text_to_text
 from tfhf.tasks.registry import register_task
 from tfhf.tasks.task import Task
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
@@ -29,7 +30,7 @@ SHOWN_EXAMPLES = 20
 
 
 @dataclasses.dataclass(frozen=True)
-class SummarizeConfig(TrainConfig):
+class SummarizeConfig(ExportConfig):
     task: str = "summarize"
     model: str = setting(
         "minilm-l6",
@@ -110,7 +111,7 @@ class SummarizeConfig(TrainConfig):
         return problems + self.decoding().problems()
 
     def decoding(self) -> DecodingSettings:
-        """How the test split is summarized (and what an export would default to)."""
+        """How the test split is summarized, and the export's default controls."""
         return DecodingSettings(
             max_new_tokens=self.max_target_length,
             num_beams=self.num_beams,
@@ -270,6 +271,19 @@ class SummarizeTask(Task):
                 "max_target_length": config.max_target_length,
                 "decoding": dataclasses.asdict(config.decoding()),
             },
+        )
+
+    def load_saved(self, folder):
+        return load_encoder_decoder(folder)
+
+    def export(self, model, export_dir):
+        return export_text_to_text(
+            model,
+            self.source,
+            self.target,
+            self.config.decoding(),
+            export_dir,
+            output_name="summary",
         )
 
     def summary(self, metrics: dict) -> str:
