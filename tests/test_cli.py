@@ -236,7 +236,7 @@ def test_mlm_cli_pretrains_fills_masks_and_hands_its_encoder_to_classify(tiny_da
     assert f"encoder weights carried over from {tmp_path / 'mlm' / 'model'}" in classify.stdout
 
 
-def test_summarize_cli_trains_then_generate_and_predict_agree(tiny_model_dir, tmp_path):
+def test_summarize_cli_trains_then_generate_and_the_export_agree(tiny_model_dir, tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     texts = [t for t, _ in make_texts(60, seed=4)]
     pairs.write_text(
@@ -261,12 +261,16 @@ def test_summarize_cli_trains_then_generate_and_predict_agree(tiny_model_dir, tm
     generated = run_module(
         "tfhf.generate", f"--model_dir={tmp_path / 'run'}", f"--input_file={inputs}"
     )
+    # The export, by default under savedmodels/summarize.
     predicted = run_module(
-        "tfhf.predict", f"--model_dir={tmp_path / 'run'}", f"--input_file={inputs}"
+        "tfhf.predict",
+        f"--model_dir={tmp_path / 'savedmodels' / 'summarize'}",
+        f"--input_file={inputs}",
     )
     for proc in (generated, predicted):
         assert proc.returncode == 0, proc.stderr[-3000:]
-    # Both use the decoding the run was evaluated with: 4 beams, no repeated 3-grams.
+    # The workdir's model and the export decode as the run was evaluated: 4 beams, no
+    # repeated 3-grams.
     assert generated.stdout == predicted.stdout
     assert len(generated.stdout.splitlines()) == 5
     refused = run_module(

@@ -4,13 +4,14 @@ summarize texts.
 `--model_dir` is a training workdir (the HuggingFace model in it is used), an
 exported SavedModel version folder, or an export root (its highest version). For an
 mlm workdir it prints the `--top_k` likeliest fillers of each [MASK]; for a summarize
-workdir, each text's summary (decoded as the run's test split was).
+workdir or export, each text's summary (decoded as the run's test split was).
 
 Examples:
   python -m tfhf.predict --model_dir=runs/classify --text="a gorgeous, witty film"
   python -m tfhf.predict --model_dir=savedmodels/classify/1 --input_file=reviews.txt
   python -m tfhf.predict --model_dir=runs/mlm --text="the movie was [MASK] ."
   python -m tfhf.predict --model_dir=runs/summarize --input_file=texts.jsonl --text_column=source
+  python -m tfhf.predict --model_dir=savedmodels/summarize --text="GNU Emacs is ..."
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from absl import app, flags, logging
 
 import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from tfhf.errors import TfhfError
-from tfhf.serving.predictor import load_predictor
+from tfhf.serving.predictor import (
+    load_predictor,
+    load_text_to_text_export,
+    saved_model_version,
+)
 
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Workdir, SavedModel version folder or export root."
@@ -59,6 +64,13 @@ def main(argv: list[str]) -> None:
         folder = Path(_MODEL_DIR.value)
         if is_text_to_text_folder(folder / "model") or is_text_to_text_folder(folder):
             _summarize(folder, texts)
+            return
+        version = saved_model_version(folder)
+        generate = load_text_to_text_export(version) if version is not None else None
+        if generate is not None:
+            for start in range(0, len(texts), _BATCH_SIZE.value):
+                for text in generate(texts[start : start + _BATCH_SIZE.value]):
+                    print(text, flush=True)
             return
         if is_masked_lm_folder(Path(_MODEL_DIR.value)):
             fill = FillMask(Path(_MODEL_DIR.value))

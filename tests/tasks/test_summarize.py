@@ -239,3 +239,40 @@ def test_the_export_needs_only_tf_text_ops_that_tf_serving_links(trained, non_co
         "WordpieceTokenizeWithOffsets",
     }
     assert (version_dir / "assets.extra" / "tf_serving_warmup_requests").is_file()
+
+
+def test_tfhf_serve_loads_the_export_with_its_warmup_and_answers_over_rest(trained, served):
+    import http.client
+    import threading
+
+    from tfhf.serving import model_server as ms
+
+    _, metrics = trained
+    texts, out = served
+    manager = ms.ModelManager(
+        [ms.ModelSpec("summarize", Path(metrics["export"]).parent)], poll_seconds=0
+    )
+    manager.start()  # replays the warmup records; a failing one would keep the version out
+    rest = ms.rest_server(manager, port=0, max_body_bytes=100_000, max_instances=64)
+    threading.Thread(target=rest.serve_forever, daemon=True).start()
+
+    def post(body):
+        connection = http.client.HTTPConnection("127.0.0.1", rest.server_address[1], timeout=120)
+        connection.request("POST", "/v1/models/summarize:predict", body=json.dumps(body))
+        response = connection.getresponse()
+        payload = json.loads(response.read())
+        connection.close()
+        return response.status, payload
+
+    try:
+        status, payload = post({"instances": texts})
+        assert status == 200, payload
+        assert payload["predictions"] == out["defaults"]
+        status, payload = post({"inputs": {"text": texts, "num_beams": [1]}})
+        assert status == 200, payload
+        assert payload["outputs"] == out["greedy"]
+        status, payload = post({"inputs": {"text": texts, "num_beams": [0]}})
+        assert status == 400 and "num_beams must be in [1, 16]" in payload["error"]
+    finally:
+        rest.shutdown()
+        manager.stop()

@@ -5,7 +5,9 @@ SavedModel (no Python at serving time).
 The encoder runs once. The decoder then runs one token at a time: its self-attention keys
 and values are written into a cache of `max_new_tokens` slots, the cross-attention ones are
 computed at the first step and reused. Beam search follows transformers' TF beam search
-(its scoring, its length penalty and its stopping rule), so the two agree token for token.
+(its scoring, its length penalty and its stopping rule), so the two agree token for token,
+except that each example of a batch stops on its own, so its result does not depend on the
+batch (transformers' loop stops for all at once).
 
 Example:
   >>> import transformers
@@ -390,21 +392,34 @@ def _beam_search(steps: DecoderSteps, encoded, encoder_mask, settings: DecodingS
         tf.fill([batch * beams], steps.start_id), encoded, encoder_mask, settings.max_new_tokens
     )
     state, cache = advance(state, logits, cache)
+    state["searching"] = tf.ones([batch], tf.bool)
 
-    def going(state, cache):
+    def improvable(state):
+        """[batch]: whether an example's best running beam may still beat a finished one."""
         length = state["length"]
         best_alive = state["running_scores"][:, :1] / tf.cast(length - 1, tf.float32) ** penalty
         worst_done = tf.where(
             state["done"], tf.reduce_min(state["finished_scores"], axis=1, keepdims=True), NEG_INF
         )
-        return (length < width) & tf.reduce_any(best_alive > worst_done)
+        return tf.reduce_any(best_alive > worst_done, axis=1)
+
+    def going(state, cache):
+        return (state["length"] < width) & tf.reduce_any(state["searching"] & improvable(state))
 
     def body(state, cache):
+        searching = state["searching"] & improvable(state)
         tokens = tf.reshape(
             tf.gather(state["running"], state["length"] - 1, axis=2), [batch * beams]
         )
         logits, cache = steps.step(tokens, state["length"] - 1, cache, encoded, encoder_mask)
-        return advance(state, logits, cache)
+        new, cache = advance(state, logits, cache)
+        # An example whose search is over keeps its beams, as if it had been decoded alone:
+        # its summary must not depend on how long the other examples in the batch search.
+        for key in ("running", "running_scores", "finished", "finished_scores", "done"):
+            keep = tf.reshape(searching, [-1] + [1] * (new[key].shape.rank - 1))
+            new[key] = tf.where(keep, new[key], state[key])
+        new["searching"] = searching
+        return new, cache
 
     state, _ = tf.while_loop(
         going,

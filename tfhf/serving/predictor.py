@@ -43,24 +43,57 @@ def _workdir_predictor(model_folder: Path) -> Predictor:
     return _predictor(lambda text: module.classify_text(text))
 
 
+def saved_model_version(path: Path) -> Path | None:
+    """`path` if it is a SavedModel version folder, its highest version if it is an export
+    root, else None."""
+    if (path / "saved_model.pb").exists():
+        return path
+    if not path.is_dir():
+        return None
+    versions = sorted(
+        int(p.name) for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").exists()
+    )
+    return path / str(versions[-1]) if versions else None
+
+
+# The output of a text-to-text export's signature, by task.
+TEXT_OUTPUTS = ("summary", "translation")
+
+
+def load_text_to_text_export(version_dir: Path) -> Callable[[Sequence[str]], list[str]] | None:
+    """A function from texts to generated texts (with the export's default controls) if
+    `version_dir` holds a text-to-text export, else None."""
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    # The signature is read from the file first: other exports are not loaded twice.
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    signature = saved.meta_graphs[0].signature_def.get("serving_default")
+    outputs = set(signature.outputs) if signature is not None else set()
+    names = [name for name in TEXT_OUTPUTS if name in outputs]
+    if not names:
+        return None
+    loaded = tf.saved_model.load(str(version_dir))
+
+    def generate(texts):
+        # The module's function, not the signature: it fills in the controls' defaults.
+        out = loaded.generate(tf.constant(list(texts), tf.string))[names[0]]
+        return [t.decode("utf-8") for t in out.numpy()]
+
+    return generate
+
+
 def load_predictor(model_dir: str | Path) -> Predictor:
     """A function from texts to `(label, probability)` pairs for the model in `model_dir`."""
     path = Path(model_dir)
     if not path.is_dir():
         raise TfhfError(f"--model_dir {model_dir}: no such folder")
-    if (path / "saved_model.pb").exists():
-        return _saved_model_predictor(path)
     if is_classifier_folder(path / "model"):
         return _workdir_predictor(path / "model")
-    versions = sorted(
-        (
-            int(p.name)
-            for p in path.iterdir()
-            if p.name.isdigit() and (p / "saved_model.pb").exists()
-        ),
-    )
-    if versions:
-        return _saved_model_predictor(path / str(versions[-1]))
+    version = saved_model_version(path)
+    if version is not None:
+        return _saved_model_predictor(version)
     raise TfhfError(
         f"--model_dir {model_dir}: neither a training workdir (model/ inside), a SavedModel "
         "version folder (saved_model.pb inside), nor an export root (version folders inside)"
