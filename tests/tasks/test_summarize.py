@@ -93,7 +93,13 @@ def test_the_saved_model_writes_the_summaries_the_run_reported(trained):
 
 def test_targets_longer_than_the_limit_are_cut_and_counted(tiny_model_dir, tmp_path):
     config = tiny_config(
-        tiny_model_dir, tmp_path, max_target_length=2, epochs=1, max_steps_per_epoch=2
+        tiny_model_dir,
+        tmp_path,
+        max_target_length=2,
+        epochs=1,
+        max_steps_per_epoch=2,
+        max_eval_examples=2,
+        num_beams=1,
     )
     metrics = run(config)
     cut = metrics["targets_cut"]
@@ -113,6 +119,13 @@ def test_targets_longer_than_the_limit_are_cut_and_counted(tiny_model_dir, tmp_p
         (dict(num_beams=0), "--num_beams must be positive"),
         (dict(label_smoothing=1.0), r"--label_smoothing must be in \[0, 1\)"),
         (dict(cross_attention_init="zeros"), "--cross_attention_init must be one of"),
+        (dict(decoder_width=128), "--decoder_width: settings of --decoder=gpt2, not of"),
+        (dict(decoder="gpt2", decoder_width=30), r"--decoder_width \(30\) must be a multiple"),
+        (dict(decoder="gpt2", target_vocab_size=257), "--target_vocab_size must be at least 258"),
+        (
+            dict(decoder="gpt2", cross_attention_init="self_attention"),
+            "--cross_attention_init=self_attention needs --decoder=bert",
+        ),
     ],
 )
 def test_bad_settings_stop_before_the_workdir_exists(tiny_model_dir, tmp_path, overrides, message):
@@ -276,3 +289,38 @@ def test_tfhf_serve_loads_the_export_with_its_warmup_and_answers_over_rest(train
     finally:
         rest.shutdown()
         manager.stop()
+
+
+def test_a_gpt2_decoder_with_its_own_bpe_trains_saves_and_exports_alike(tiny_model_dir, tmp_path):
+    import tensorflow as tf
+
+    config = tiny_config(
+        tiny_model_dir,
+        tmp_path,
+        decoder="gpt2",
+        decoder_layers=1,
+        decoder_heads=2,
+        decoder_width=16,
+        target_vocab_size=300,
+        epochs=15,
+        learning_rate=2e-2,
+        num_beams=2,
+    )
+    metrics = run(config)
+    losses = metrics["train_loss_per_epoch"]
+    assert losses[-1] < 0.6 * losses[0]
+    model, source, target, _ = load_text_to_text_folder(Path(config.workdir) / "model")
+    assert model.config.decoder.model_type == "gpt2" and target.vocab_size == 300
+    assert target.pad_id != target.sep_id  # padding never hides the end token from the loss
+    blocks = (Path(config.workdir) / EXAMPLES_FILE).read_text().strip().split("\n\n")
+    texts = [b.splitlines()[0].split(None, 1)[1] for b in blocks][:8]
+    reported = [(b.splitlines()[2].split(None, 1) + [""])[1] for b in blocks][:8]
+    ours = TextToText(model, source, target, jit_compile=False)
+    assert ours(texts, config.decoding()) == reported
+    assert any(reported)
+    loaded = tf.saved_model.load(metrics["export"])
+    exported = loaded.generate(tf.constant(texts))["summary"].numpy()
+    assert [t.decode() for t in exported] == reported
+    greedy = loaded.generate(tf.constant(texts), num_beams=tf.constant([1]))["summary"].numpy()
+    settings = DecodingSettings(6, no_repeat_ngram_size=3)
+    assert [t.decode() for t in greedy] == ours(texts, settings)

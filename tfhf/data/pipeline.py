@@ -215,7 +215,7 @@ def seq2seq_dataset(
     targets: Sequence[str],
     *,
     source_preprocessor: BertPreprocessor,
-    target_preprocessor: BertPreprocessor,
+    target_preprocessor,
     batch_size: int,
     training: bool,
     seed: int = 0,
@@ -228,6 +228,8 @@ def seq2seq_dataset(
     source length with dynamic padding -> prefetch. A target is `[CLS] tokens [SEP]`, cut to
     the target preprocessor's length: the decoder reads it from `[CLS]` on
     (`decoder_input_ids`) and predicts it from the first token through `[SEP]` (`labels`).
+    The target preprocessor is a `BertPreprocessor` or any tokenizer with its `tokenize`,
+    `pad_id` and `unk_id` (`BpeTargets`: `<|endoftext|>` starts and ends a target).
     `weights` are 1 on real target tokens and 0 on padding; for training they are scaled
     to average 1 in each batch, so that the loss is the mean over real target tokens.
 
@@ -235,7 +237,7 @@ def seq2seq_dataset(
     (never the first) by `[UNK]`, drawn from the seed and the batch's place in the stream:
     a decoder that cannot lean on its own previous tokens learns to read the source.
     """
-    pad = source_preprocessor.pad_id
+    pad, target_pad = source_preprocessor.pad_id, target_preprocessor.pad_id
     ds = tf.data.Dataset.from_tensor_slices((list(sources), list(targets)))
     if training:
         ds = ds.shuffle(len(sources), seed=seed, reshuffle_each_iteration=True).repeat()
@@ -247,7 +249,7 @@ def seq2seq_dataset(
         return (
             source_ids.to_tensor(default_value=pad),
             source_ids.row_lengths(),
-            target_ids.to_tensor(default_value=pad),
+            target_ids.to_tensor(default_value=target_pad),
             target_ids.row_lengths(),
         )
 
@@ -258,7 +260,7 @@ def seq2seq_dataset(
         element_length_func=lambda source, target: tf.shape(source)[0],
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-        padding_values=(pad, pad),
+        padding_values=(pad, target_pad),
     )
 
     def to_example(source, target):
@@ -266,9 +268,11 @@ def seq2seq_dataset(
         del features["token_type_ids"]
         decoder_input_ids = target[:, :-1]
         features["decoder_input_ids"] = decoder_input_ids
-        features["decoder_attention_mask"] = tf.cast(tf.not_equal(decoder_input_ids, pad), tf.int32)
+        features["decoder_attention_mask"] = tf.cast(
+            tf.not_equal(decoder_input_ids, target_pad), tf.int32
+        )
         labels = target[:, 1:]
-        return features, labels, tf.cast(tf.not_equal(labels, pad), tf.float32)
+        return features, labels, tf.cast(tf.not_equal(labels, target_pad), tf.float32)
 
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
     if training and decoder_input_dropout:

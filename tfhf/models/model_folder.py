@@ -68,13 +68,24 @@ def load_classifier_folder(folder: Path):
 # Beside a text-to-text model: its source and target lengths and casing, for tokenizers
 # that work as the training pipeline's did.
 TEXT_TO_TEXT_FILE = "tfhf_text_to_text.json"
+# A target side with a tokenizer of its own (a GPT-2 decoder's byte-level BPE) keeps it here.
+TARGET_TOKENIZER = "target_tokenizer"
 
 
 def save_text_to_text_folder(
-    model, vocab_file: Path, folder: Path, *, lower_case: bool, settings: dict
+    model,
+    vocab_file: Path,
+    folder: Path,
+    *,
+    lower_case: bool,
+    settings: dict,
+    target_tokenizer: Path | None = None,
 ) -> None:
     """An encoder-decoder with its WordPiece tokenizer and `settings` (the source and
-    target lengths, the decoding defaults) into `folder`, replacing it whole."""
+    target lengths, the decoding defaults) into `folder`, replacing it whole; with
+    `target_tokenizer` (a folder), the target side's own tokenizer too."""
+    import shutil
+
     from transformers import BertTokenizerFast
 
     def fill(staging: Path) -> None:
@@ -82,6 +93,12 @@ def save_text_to_text_folder(
         BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=lower_case).save_pretrained(
             staging
         )
+        if target_tokenizer is not None:
+            shutil.copytree(
+                target_tokenizer,
+                staging / TARGET_TOKENIZER,
+                ignore=shutil.ignore_patterns("assets"),
+            )
         record = {**settings, "lower_case": lower_case}
         (staging / TEXT_TO_TEXT_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
@@ -106,4 +123,10 @@ def load_text_to_text_folder(folder: Path):
         )
         for length in (settings["max_source_length"], settings["max_target_length"] + 1)
     )
+    if (folder / TARGET_TOKENIZER).is_dir():
+        from tfhf.tokenizers.bpe_targets import BpeTargets
+
+        target = BpeTargets(
+            folder / TARGET_TOKENIZER, max_seq_length=settings["max_target_length"] + 1
+        )
     return model, source, target, settings

@@ -103,3 +103,54 @@ def load_encoder_decoder(folder: Path):
             f"{info['missing_keys'][:3]}"
         )
     return model
+
+
+def bert_encoder_gpt2_decoder(
+    folder: Path,
+    *,
+    vocab_size: int,
+    start_id: int,
+    end_id: int,
+    pad_id: int,
+    n_layer: int,
+    n_head: int,
+    n_embd: int,
+    n_positions: int,
+):
+    """The BERT in `folder` as the encoder and a new GPT-2 (`TFGPT2LMHeadModel` with
+    cross-attention) as the decoder, for a target side with its own byte-level BPE. When
+    the widths differ, the encoder's states reach the decoder through a new projection."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(folder)
+    if config.model_type != "bert":
+        raise TfhfError(
+            f"model folder {folder}: a {config.model_type} checkpoint; the encoder must be a BERT"
+        )
+    encoder = loading.load_encoder(folder)
+    decoder = transformers.GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        add_cross_attention=True,
+        is_decoder=True,
+        bos_token_id=start_id,
+        eos_token_id=end_id,
+        pad_token_id=pad_id,
+    )
+    pair = transformers.EncoderDecoderConfig.from_encoder_decoder_configs(encoder.config, decoder)
+    pair.decoder_start_token_id, pair.eos_token_id, pair.pad_token_id = start_id, end_id, pad_id
+    pair.vocab_size = vocab_size
+    model = _built(transformers.TFEncoderDecoderModel(config=pair))
+    unexpected = [n for n in _copy_weights(encoder, model.encoder, depth=2) if "pooler" not in n]
+    if unexpected:
+        raise TfhfError(f"model folder {folder}: weights do not fit the model: {unexpected[:3]}")
+    print(
+        f"tfhf: encoder warm-started from {folder}; new GPT-2 decoder ({n_layer} layers, width "
+        f"{n_embd}, {n_head} heads, {vocab_size:,} target tokens) with cross-attention "
+        f"({model.count_params():,} parameters)",
+        flush=True,
+    )
+    return model

@@ -14,13 +14,18 @@ from tfhf.data import pairs, pipeline
 from tfhf.errors import TfhfError
 from tfhf.generation.seq2seq import DecodingSettings, TextToText
 from tfhf.models import loading
-from tfhf.models.model_folder import save_text_to_text_folder
-from tfhf.models.seq2seq import load_encoder_decoder, warm_started_bert2bert
+from tfhf.models.model_folder import TARGET_TOKENIZER, save_text_to_text_folder
+from tfhf.models.seq2seq import (
+    bert_encoder_gpt2_decoder,
+    load_encoder_decoder,
+    warm_started_bert2bert,
+)
 from tfhf.runner import TrainingData
 from tfhf.serving.text_to_text_export import export_text_to_text
 from tfhf.tasks.registry import register_task
 from tfhf.tasks.task import Task
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
+from tfhf.tokenizers.bpe_targets import BpeTargets, train_target_bpe
 from tfhf.tokenizers.wordpiece import tokenizer_files
 from tfhf.training.evaluation import EvaluateTokensEachEpoch, lead, rouge
 from tfhf.training.losses import SmoothedCrossEntropy
@@ -59,6 +64,18 @@ class SummarizeConfig(ExportConfig):
         "the layer's pretrained self-attention).",
         choices=("random", "self_attention"),
     )
+    decoder: str = setting(
+        "bert",
+        "The decoder: bert (warm-started from --model, sharing its WordPiece vocabulary) or "
+        "gpt2 (a new GPT-2 with cross-attention, sized by --decoder_layers, --decoder_heads "
+        "and --decoder_width, with a byte-level BPE of --target_vocab_size tokens trained on "
+        "the training targets).",
+        choices=("bert", "gpt2"),
+    )
+    decoder_layers: int = setting(4, "--decoder=gpt2: the decoder's layers.")
+    decoder_heads: int = setting(4, "--decoder=gpt2: its attention heads.")
+    decoder_width: int = setting(256, "--decoder=gpt2: its width.")
+    target_vocab_size: int = setting(8000, "--decoder=gpt2: its BPE vocabulary size.")
     freeze_encoder: bool = setting(
         True,
         "Train the decoder only; the encoder keeps its pretrained weights (a third less "
@@ -104,6 +121,31 @@ class SummarizeConfig(ExportConfig):
             )
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        gpt2_settings = ("decoder_layers", "decoder_heads", "decoder_width", "target_vocab_size")
+        if self.decoder == "gpt2":
+            for name in gpt2_settings[:3]:
+                if getattr(self, name) < 1:
+                    problems.append(f"--{name} must be positive, got {getattr(self, name)}")
+            if self.decoder_heads >= 1 and self.decoder_width % self.decoder_heads:
+                problems.append(
+                    f"--decoder_width ({self.decoder_width}) must be a multiple of "
+                    f"--decoder_heads ({self.decoder_heads})"
+                )
+            if self.target_vocab_size < 258:
+                problems.append(
+                    f"--target_vocab_size must be at least 258 (256 bytes, <|endoftext|> and "
+                    f"<pad>), got {self.target_vocab_size}"
+                )
+            if self.cross_attention_init == "self_attention":
+                problems.append("--cross_attention_init=self_attention needs --decoder=bert")
+        else:
+            defaults = type(self)()
+            changed = [n for n in gpt2_settings if getattr(self, n) != getattr(defaults, n)]
+            if changed:
+                problems.append(
+                    f"{', '.join('--' + n for n in changed)}: settings of --decoder=gpt2, "
+                    f"not of --decoder={self.decoder}"
+                )
         if self.max_eval_examples < 0:
             problems.append(
                 f"--max_eval_examples must be 0 (all) or positive, got {self.max_eval_examples}"
@@ -164,11 +206,45 @@ class SummarizeTask(Task):
             BertPreprocessor(self.vocab_file, lower_case=self.lower_case, max_seq_length=n)
             for n in (config.max_source_length, config.max_target_length + 1)
         )
+        self.target_tokenizer = None
+        kind = json.loads((self.folder / "config.json").read_text()).get("model_type")
+        if kind == "encoder-decoder" and (self.folder / TARGET_TOKENIZER).is_dir():
+            self.target_tokenizer = self.folder / TARGET_TOKENIZER
+        elif kind != "encoder-decoder" and config.decoder == "gpt2":
+            self.target_tokenizer = scratch / TARGET_TOKENIZER
+            print(
+                f"tfhf: training a {config.target_vocab_size:,}-token byte-level BPE on the "
+                "training targets",
+                flush=True,
+            )
+            train_target_bpe(
+                self.data.train.targets,
+                vocab_size=config.target_vocab_size,
+                folder=self.target_tokenizer,
+            )
+        if self.target_tokenizer is not None:
+            # Its in-graph tables live in the scratch folder until the export is written.
+            self.target = BpeTargets(
+                self.target_tokenizer,
+                max_seq_length=config.max_target_length + 1,
+                asset_dir=scratch / "target_assets",
+            )
         with runtime.building():
-            kind = json.loads((self.folder / "config.json").read_text()).get("model_type")
             if kind == "encoder-decoder":
                 model = load_encoder_decoder(self.folder)
                 print(f"tfhf: training on from the encoder-decoder in {self.folder}", flush=True)
+            elif config.decoder == "gpt2":
+                model = bert_encoder_gpt2_decoder(
+                    self.folder,
+                    vocab_size=self.target.vocab_size,
+                    start_id=self.target.cls_id,
+                    end_id=self.target.sep_id,
+                    pad_id=self.target.pad_id,
+                    n_layer=config.decoder_layers,
+                    n_head=config.decoder_heads,
+                    n_embd=config.decoder_width,
+                    n_positions=config.max_target_length + 1,
+                )
             else:
                 model = warm_started_bert2bert(
                     self.folder,
@@ -266,6 +342,7 @@ class SummarizeTask(Task):
             self.vocab_file,
             folder,
             lower_case=self.lower_case,
+            target_tokenizer=self.target_tokenizer,
             settings={
                 "max_source_length": config.max_source_length,
                 "max_target_length": config.max_target_length,

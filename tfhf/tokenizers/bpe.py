@@ -9,8 +9,11 @@ from tfhf.errors import TfhfError
 END_OF_TEXT = "<|endoftext|>"
 
 
-def train_bpe(documents: list[str], *, vocab_size: int, folder: Path):
+def train_bpe(documents: list[str], *, vocab_size: int, folder: Path, pad_token: str = ""):
     """Trains a byte-level BPE on `documents` and saves it in `folder` as a GPT-2 tokenizer.
+
+    With `pad_token`, that token is in the vocabulary too (id 1) and is the tokenizer's
+    padding token.
 
     `transformers.GPT2TokenizerFast.from_pretrained(folder)` loads the result.
 
@@ -24,9 +27,11 @@ def train_bpe(documents: list[str], *, vocab_size: int, folder: Path):
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2TokenizerFast
 
-    if vocab_size < 257:
+    special = [END_OF_TEXT] + ([pad_token] if pad_token else [])
+    if vocab_size < 256 + len(special):
         raise TfhfError(
-            f"--vocab_size must be at least 257 (256 bytes + {END_OF_TEXT}), got {vocab_size}"
+            f"--vocab_size must be at least {256 + len(special)} (256 bytes + "
+            f"{' + '.join(special)}), got {vocab_size}"
         )
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
     bpe.train_from_iterator(
@@ -34,7 +39,7 @@ def train_bpe(documents: list[str], *, vocab_size: int, folder: Path):
         vocab_size=vocab_size,
         min_frequency=2,
         show_progress=False,
-        special_tokens=[END_OF_TEXT],
+        special_tokens=special,
     )
     folder.mkdir(parents=True, exist_ok=True)
     bpe.save_model(str(folder))
@@ -45,6 +50,7 @@ def train_bpe(documents: list[str], *, vocab_size: int, folder: Path):
         eos_token=END_OF_TEXT,
         unk_token=END_OF_TEXT,
         add_prefix_space=False,
+        **({"pad_token": pad_token} if pad_token else {}),
     )
     tokenizer.save_pretrained(folder)
     return tokenizer

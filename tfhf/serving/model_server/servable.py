@@ -123,7 +123,10 @@ def _reason(message: str) -> str:
     """The line of a TensorFlow error that says what was wrong with the request."""
     if "assertion failed:" in message:
         said = message.split("assertion failed:", 1)[1].strip().splitlines()[0]
-        return said.strip("[] ").split("] [")[0]
+        # "[reason] [more]": one bracket off each end, so a reason's own brackets stay.
+        if said.startswith("[") and said.endswith("]"):
+            said = said[1:-1]
+        return said.split("] [")[0].strip()
     lines = [
         line.strip()
         for line in message.splitlines()
