@@ -83,7 +83,10 @@ def pair(request):
 
 def transformers_ids(model, ids, mask, settings: DecodingSettings, end: int) -> np.ndarray:
     """transformers' TF generate on each source alone: its beam search stops every row of a
-    batch at once, ours each row on its own, so only one-row batches agree always."""
+    batch at once, ours each row on its own, so only one-row batches agree always (greedy
+    rows are independent either way)."""
+    if settings.num_beams == 1:
+        return _transformers_row(model, ids, mask, settings, end)
     rows = [
         _transformers_row(model, ids[i : i + 1], mask[i : i + 1], settings, end)
         for i in range(ids.shape[0])

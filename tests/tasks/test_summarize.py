@@ -304,6 +304,7 @@ def test_a_gpt2_decoder_with_its_own_bpe_trains_saves_and_exports_alike(tiny_mod
         target_vocab_size=300,
         epochs=15,
         learning_rate=2e-2,
+        max_eval_examples=8,
         num_beams=2,
     )
     metrics = run(config)

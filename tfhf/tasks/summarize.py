@@ -32,6 +32,7 @@ from tfhf.training.losses import SmoothedCrossEntropy
 
 EXAMPLES_FILE = "test_examples.txt"
 SHOWN_EXAMPLES = 20
+XLA_FROM_EXAMPLES = 256  # test splits this large are summarized with XLA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,7 +319,9 @@ class SummarizeTask(Task):
             f"{settings.no_repeat_ngram_size}-grams)",
             flush=True,
         )
-        summaries = TextToText(model, self.source, self.target)(sources, settings)
+        # XLA's compile time pays off only over many batches.
+        jit = n >= XLA_FROM_EXAMPLES
+        summaries = TextToText(model, self.source, self.target, jit_compile=jit)(sources, settings)
         words = max(1, round(np.mean([len(r.split()) for r in references])))
         baseline = lead(sources, words)
         _write_examples(workdir / EXAMPLES_FILE, sources, references, summaries)
