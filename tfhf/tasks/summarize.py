@@ -207,22 +207,8 @@ class SummarizeTask(Task):
             BertPreprocessor(self.vocab_file, lower_case=self.lower_case, max_seq_length=n)
             for n in (config.max_source_length, config.max_target_length + 1)
         )
-        self.target_tokenizer = None
         kind = json.loads((self.folder / "config.json").read_text()).get("model_type")
-        if kind == "encoder-decoder" and (self.folder / TARGET_TOKENIZER).is_dir():
-            self.target_tokenizer = self.folder / TARGET_TOKENIZER
-        elif kind != "encoder-decoder" and config.decoder == "gpt2":
-            self.target_tokenizer = scratch / TARGET_TOKENIZER
-            print(
-                f"tfhf: training a {config.target_vocab_size:,}-token byte-level BPE on the "
-                "training targets",
-                flush=True,
-            )
-            train_target_bpe(
-                self.data.train.targets,
-                vocab_size=config.target_vocab_size,
-                folder=self.target_tokenizer,
-            )
+        self.target_tokenizer = self._target_tokenizer(kind, scratch)
         if self.target_tokenizer is not None:
             # Its in-graph tables live in the scratch folder until the export is written.
             self.target = BpeTargets(
@@ -277,6 +263,26 @@ class SummarizeTask(Task):
                 flush=True,
             )
         return model
+
+    def _target_tokenizer(self, kind: str, scratch):
+        """The folder of the target side's own BPE: the saved model's, or one trained here
+        for a new GPT-2 decoder; None when the target side shares the WordPiece vocabulary."""
+        config = self.config
+        if kind == "encoder-decoder":
+            saved = self.folder / TARGET_TOKENIZER
+            return saved if saved.is_dir() else None
+        if config.decoder != "gpt2":
+            return None
+        print(
+            f"tfhf: training a {config.target_vocab_size:,}-token byte-level BPE on the "
+            "training targets",
+            flush=True,
+        )
+        folder = scratch / TARGET_TOKENIZER
+        train_target_bpe(
+            self.data.train.targets, vocab_size=config.target_vocab_size, folder=folder
+        )
+        return folder
 
     def _dataset(self, split: pairs.PairSplit, *, training: bool):
         return pipeline.seq2seq_dataset(
