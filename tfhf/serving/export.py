@@ -69,6 +69,13 @@ class ClassifierServingModule(tf.Module):
         }
 
 
+def refuse_unless(condition: tf.Tensor, reason: str) -> tf.Operation:
+    """An in-graph check of a request: fails with `reason` (TF Serving returns it to the
+    client as `assertion failed: [reason]`) unless `condition` holds everywhere."""
+    # No apostrophes in `reason`: the error message would show them escaped.
+    return tf.debugging.Assert(tf.reduce_all(condition), [reason])
+
+
 def next_version(export_dir: Path) -> int:
     """One more than the highest integer version folder under `export_dir` (1 if none)."""
     versions = (

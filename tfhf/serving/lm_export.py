@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tfhf.errors import TfhfError
 from tfhf.generation.sampling import filter_scores, gumbel_choice
-from tfhf.serving.export import save_version
+from tfhf.serving.export import refuse_unless, save_version
 from tfhf.serving.warmup import WarmupRequest
 from tfhf.tokenizers.byte_level_bpe import ByteLevelBPE
 
@@ -93,7 +93,7 @@ class LanguageModelServingModule(tf.Module):
         size = tf.size(values)
         fits = tf.logical_or(tf.equal(size, 1), tf.equal(size, batch))
         with tf.control_dependencies(
-            [_refuse_unless(fits, f"{name} must hold one value, or one per prompt")]
+            [refuse_unless(fits, f"{name} must hold one value, or one per prompt")]
         ):
             return tf.broadcast_to(values, [batch])
 
@@ -107,12 +107,12 @@ class LanguageModelServingModule(tf.Module):
         ids = self.tokenizer.tokenize(prompt)
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         checks = [
-            _refuse_unless(max_new_tokens >= 1, "max_new_tokens must be at least 1"),
-            _refuse_unless(temperature >= 0.0, "temperature must be 0 (greedy) or positive"),
-            _refuse_unless(top_k >= 0, "top_k must be 0 (off) or positive"),
-            _refuse_unless((top_p > 0.0) & (top_p <= 1.0), "top_p must be in (0, 1]"),
-            _refuse_unless(lengths >= 1, "empty prompt: give at least one character"),
-            _refuse_unless(
+            refuse_unless(max_new_tokens >= 1, "max_new_tokens must be at least 1"),
+            refuse_unless(temperature >= 0.0, "temperature must be 0 (greedy) or positive"),
+            refuse_unless(top_k >= 0, "top_k must be 0 (off) or positive"),
+            refuse_unless((top_p > 0.0) & (top_p <= 1.0), "top_p must be in (0, 1]"),
+            refuse_unless(lengths >= 1, "empty prompt: give at least one character"),
+            refuse_unless(
                 lengths + max_new_tokens <= self.context,
                 f"prompt tokens plus max_new_tokens exceed the model context of {self.context}",
             ),
@@ -214,11 +214,6 @@ class LanguageModelServingModule(tf.Module):
         first_eos = tf.reduce_min(tf.where(tf.equal(tokens, self.eos_id), positions, steps), axis=1)
         kept = tf.minimum(first_eos, max_new_tokens)
         return self.tokenizer.detokenize(tf.RaggedTensor.from_tensor(tokens, lengths=kept))
-
-
-def _refuse_unless(condition: tf.Tensor, reason: str) -> tf.Operation:
-    # No apostrophes in `reason`: the error message would show them escaped.
-    return tf.debugging.Assert(tf.reduce_all(condition), [reason])
 
 
 def export_language_model(

@@ -17,9 +17,10 @@ import tensorflow as tf
 
 from tfhf.errors import TfhfError
 from tfhf.generation.seq2seq import DecoderSteps, DecodingSettings, decode
-from tfhf.serving.export import save_version
+from tfhf.serving.export import refuse_unless, save_version
 from tfhf.serving.warmup import WarmupRequest
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
+from tfhf.tokenizers.bpe_targets import BpeTargets
 
 # (name, dtype) of the optional controls, in the signature's order.
 CONTROLS = (
@@ -47,7 +48,7 @@ class TextToTextServingModule(tf.Module):
         self,
         model,
         source: BertPreprocessor,
-        target: BertPreprocessor,
+        target: BertPreprocessor | BpeTargets,
         defaults: DecodingSettings,
         *,
         output_name: str,
@@ -59,7 +60,7 @@ class TextToTextServingModule(tf.Module):
         self.steps = DecoderSteps(
             model, start_id=target.cls_id, end_id=target.sep_id, pad_id=target.pad_id
         )
-        self.fixed = dataclasses.replace(defaults)  # min_new_tokens, no_repeat_ngram_size
+        self.fixed = defaults  # for min_new_tokens and no_repeat_ngram_size
         self.max_new_tokens_limit = _decoder_positions(model)
         if defaults.max_new_tokens > self.max_new_tokens_limit:
             raise TfhfError(
@@ -102,7 +103,7 @@ class TextToTextServingModule(tf.Module):
 
     def _generate(self, text, controls):
         checks = [
-            _refuse_unless(tf.size(value) == 1, f"{name} must hold one value")
+            refuse_unless(tf.size(value) == 1, f"{name} must hold one value")
             for name, value in controls.items()
         ]
         # The first value (0 if none), an op that cannot fail: a request of the wrong size
@@ -117,30 +118,30 @@ class TextToTextServingModule(tf.Module):
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         limit = self.max_new_tokens_limit
         checks = [
-            _refuse_unless(
+            refuse_unless(
                 (values["max_new_tokens"] >= 1) & (values["max_new_tokens"] <= limit),
                 f"max_new_tokens must be in [1, {limit}]",
             ),
-            _refuse_unless(
+            refuse_unless(
                 values["max_new_tokens"] > self.fixed.min_new_tokens,
                 f"max_new_tokens must exceed the exported min_new_tokens "
                 f"({self.fixed.min_new_tokens})",
             ),
-            _refuse_unless(
+            refuse_unless(
                 (values["num_beams"] >= 1) & (values["num_beams"] <= MAX_BEAMS),
                 f"num_beams must be in [1, {MAX_BEAMS}]",
             ),
-            _refuse_unless(values["temperature"] >= 0.0, "temperature must be 0 or positive"),
-            _refuse_unless(
+            refuse_unless(values["temperature"] >= 0.0, "temperature must be 0 or positive"),
+            refuse_unless(
                 (values["temperature"] == 0.0) | (values["num_beams"] == 1),
                 "sampling (temperature above 0) needs num_beams 1",
             ),
-            _refuse_unless(values["top_k"] >= 0, "top_k must be 0 (off) or positive"),
-            _refuse_unless(
+            refuse_unless(values["top_k"] >= 0, "top_k must be 0 (off) or positive"),
+            refuse_unless(
                 (values["top_p"] > 0.0) & (values["top_p"] <= 1.0), "top_p must be in (0, 1]"
             ),
             # [CLS] and [SEP] alone: nothing to read.
-            _refuse_unless(lengths > 2, "empty text: give at least one word"),
+            refuse_unless(lengths > 2, "empty text: give at least one word"),
         ]
         # Nothing runs before every check has passed, so a bad request fails on its reason.
         with tf.control_dependencies(checks):
@@ -152,20 +153,14 @@ class TextToTextServingModule(tf.Module):
 
 
 def _decoder_positions(model) -> int:
-    config = model.config.decoder
-    positions = getattr(config, "max_position_embeddings", None) or config.n_positions
-    return int(positions)
-
-
-def _refuse_unless(condition: tf.Tensor, reason: str) -> tf.Operation:
-    # No apostrophes in `reason`: the error message would show them escaped.
-    return tf.debugging.Assert(tf.reduce_all(condition), [reason])
+    # GPT-2's config answers to this name too (its n_positions).
+    return int(model.config.decoder.max_position_embeddings)
 
 
 def export_text_to_text(
     model,
     source: BertPreprocessor,
-    target: BertPreprocessor,
+    target: BertPreprocessor | BpeTargets,
     defaults: DecodingSettings,
     export_dir: str | Path,
     *,
