@@ -69,6 +69,19 @@ class ClassifierServingModule(tf.Module):
         }
 
 
+def read_signature_defs(version_dir: Path) -> dict:
+    """The SignatureDefs of the SavedModel in `version_dir` (of its "serve" graph), by name,
+    read from saved_model.pb without loading the model; internal ones ("__...") left out."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(version_dir) / "saved_model.pb").read_bytes())
+    graph = next(
+        (m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags), proto.meta_graphs[0]
+    )
+    return {k: v for k, v in graph.signature_def.items() if not k.startswith("__")}
+
+
 def refuse_unless(condition: tf.Tensor, reason: str) -> tf.Operation:
     """An in-graph check of a request: fails with `reason` (TF Serving returns it to the
     client as `assertion failed: [reason]`) unless `condition` holds everywhere."""

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfhf.errors import TfhfError
 from tfhf.models.model_folder import is_classifier_folder, load_classifier_folder
+from tfhf.serving.export import read_signature_defs
 
 Predictor = Callable[[Sequence[str]], list[tuple[str, float]]]
 
@@ -64,12 +65,9 @@ def load_text_to_text_export(version_dir: Path) -> Callable[[Sequence[str]], lis
     """A function from texts to generated texts (with the export's default controls) if
     `version_dir` holds a text-to-text export, else None."""
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
-    from tensorflow.core.protobuf import saved_model_pb2
 
     # The signature is read from the file first: other exports are not loaded twice.
-    saved = saved_model_pb2.SavedModel()
-    saved.ParseFromString((version_dir / "saved_model.pb").read_bytes())
-    signature = saved.meta_graphs[0].signature_def.get("serving_default")
+    signature = read_signature_defs(version_dir).get("serving_default")
     outputs = set(signature.outputs) if signature is not None else set()
     names = [name for name in TEXT_OUTPUTS if name in outputs]
     if not names:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from tfhf.serving.export import read_signature_defs
 from tfhf.serving.model_server.batching import Batcher
 from tfhf.serving.model_server.errors import RequestError
 from tfhf.serving.warmup import read_warmup_requests
@@ -29,15 +29,7 @@ class Servable:
         import tensorflow_text  # noqa: F401  (registers the ops tfhf exports use)
 
         self.name, self.version, self.path = name, version, path
-        proto = saved_model_pb2.SavedModel()
-        proto.ParseFromString((path / "saved_model.pb").read_bytes())
-        graph = next(
-            (m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags),
-            proto.meta_graphs[0],
-        )
-        self.signature_defs = {
-            k: v for k, v in graph.signature_def.items() if not k.startswith("__")
-        }
+        self.signature_defs = read_signature_defs(path)
         self._loaded = tf.saved_model.load(str(path), tags=["serve"])
         self._functions = {k: self._loaded.signatures[k] for k in self.signature_defs}
         self._batchers = {}
