@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from conftest import VOCAB
 
+from tfhf.data import debian_archive, libreoffice_en_zh
 from tfhf.data import debian_descriptions as debian
 from tfhf.data.pairs import load_pairs
 from tfhf.data.pipeline import seq2seq_dataset
@@ -230,13 +231,17 @@ def test_decoder_input_dropout_hides_a_share_of_inputs_but_never_the_start(prepr
 @pytest.mark.parametrize("route", ["apt", "https"])
 def test_an_unreachable_debian_mirror_is_reported_in_one_line(tmp_path, monkeypatch, route):
     # A mirror nothing listens on: the real fetch, failing fast.
-    monkeypatch.setattr(debian, "APT_MIRROR", "http://127.0.0.1:9/debian")
-    monkeypatch.setattr(debian, "MIRROR", "https://127.0.0.1:9/debian")
+    monkeypatch.setattr(debian_archive, "APT_MIRROR", "http://127.0.0.1:9/debian")
+    monkeypatch.setattr(debian_archive, "MIRROR", "https://127.0.0.1:9/debian")
     if route == "https":
-        monkeypatch.setattr(debian.shutil, "which", lambda name: None)
-    elif not (debian.shutil.which("apt-get") and debian.KEYRING.is_file()):
+        monkeypatch.setattr(debian_archive, "apt_available", lambda: False)
+    elif not debian_archive.apt_available():
         pytest.skip("no apt and Debian keyring on this machine")
-    with pytest.raises(TfhfError, match=r"(apt could not fetch|cannot fetch) Debian's") as info:
+    with pytest.raises(TfhfError, match=r"apt could not fetch Debian's|cannot fetch https") as info:
         debian.fetch_index(tmp_path)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "debian_descriptions" / debian.SUITE).exists()
+    with pytest.raises(TfhfError, match=r"apt could not fetch Debian's|cannot fetch https") as info:
+        libreoffice_en_zh.fetch_packages(tmp_path)
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == [tmp_path / "debian_descriptions"]  # nothing half-written

@@ -148,7 +148,7 @@ def test_helpshort_lists_the_new_tasks_settings_with_its_defaults(toy):
     shown = proc.stdout
     assert "--features: Coordinates per point." in shown
     assert "--learning_rate: Peak AdamW learning rate.\n    (default: '0.05')" in shown
-    assert "<classify|lm|mlm|summarize|toy>" in shown
+    assert "<classify|lm|mlm|summarize|toy|translate>" in shown
     assert "--block_size" not in shown  # lm's setting, not the toy's
 
 

@@ -289,39 +289,3 @@ def test_tfhf_serve_loads_the_export_with_its_warmup_and_answers_over_rest(train
     finally:
         rest.shutdown()
         manager.stop()
-
-
-def test_a_gpt2_decoder_with_its_own_bpe_trains_saves_and_exports_alike(tiny_model_dir, tmp_path):
-    import tensorflow as tf
-
-    config = tiny_config(
-        tiny_model_dir,
-        tmp_path,
-        decoder="gpt2",
-        decoder_layers=1,
-        decoder_heads=2,
-        decoder_width=16,
-        target_vocab_size=300,
-        epochs=15,
-        learning_rate=2e-2,
-        max_eval_examples=8,
-        num_beams=2,
-    )
-    metrics = run(config)
-    losses = metrics["train_loss_per_epoch"]
-    assert losses[-1] < 0.6 * losses[0]
-    model, source, target, _ = load_text_to_text_folder(Path(config.workdir) / "model")
-    assert model.config.decoder.model_type == "gpt2" and target.vocab_size == 300
-    assert target.pad_id != target.sep_id  # padding never hides the end token from the loss
-    blocks = (Path(config.workdir) / EXAMPLES_FILE).read_text().strip().split("\n\n")
-    texts = [b.splitlines()[0].split(None, 1)[1] for b in blocks][:8]
-    reported = [(b.splitlines()[2].split(None, 1) + [""])[1] for b in blocks][:8]
-    ours = TextToText(model, source, target, jit_compile=False)
-    assert ours(texts, config.decoding()) == reported
-    assert any(reported)
-    loaded = tf.saved_model.load(metrics["export"])
-    exported = loaded.generate(tf.constant(texts))["summary"].numpy()
-    assert [t.decode() for t in exported] == reported
-    greedy = loaded.generate(tf.constant(texts), num_beams=tf.constant([1]))["summary"].numpy()
-    settings = DecodingSettings(6, no_repeat_ngram_size=3)
-    assert [t.decode() for t in greedy] == ours(texts, settings)

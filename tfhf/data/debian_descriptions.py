@@ -18,22 +18,17 @@ import hashlib
 import json
 import lzma
 import os
-import re
 import shutil
 import subprocess
 import tempfile
-import urllib.request
 from pathlib import Path
 
 import tensorflow_datasets as tfds
 
+from tfhf.data import debian_archive
 from tfhf.errors import TfhfError
 
-SUITE = "bookworm"
-MIRROR = "https://deb.debian.org/debian"
-# apt checks the release file's signature itself, so it needs no TLS.
-APT_MIRROR = "http://deb.debian.org/debian"
-KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+SUITE = debian_archive.SUITE
 INDEX_FILE = "Translation-en"
 # Long descriptions shorter than this have little to summarize.
 MIN_SOURCE_WORDS = 25
@@ -63,47 +58,10 @@ class DescriptionIndex:
         return f"debian_descriptions ({self.release}, {INDEX_FILE} sha256 {self.sha256[:12]})"
 
 
-def _release_fields(in_release: str) -> tuple[str, str]:
-    """(release name, sha256 of main's uncompressed Translation-en) from an InRelease file."""
-    version = re.search(r"^Version: (.+)$", in_release, re.M)
-    date = re.search(r"^Date: (.+)$", in_release, re.M)
-    digest = re.search(rf"^ ([0-9a-f]{{64}}) +\d+ main/i18n/{INDEX_FILE}$", in_release, re.M)
-    if not (version and date and digest):
-        raise TfhfError(f"the {SUITE} release file lacks its version, date or {INDEX_FILE} hash")
-    day = re.sub(r" \d\d:\d\d:\d\d.*$", "", date.group(1))
-    return f"Debian {version.group(1)} ({day})", digest.group(1)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _through_apt(work: Path) -> tuple[Path, str]:
     """(uncompressed index, InRelease text) fetched by apt into a private lists folder."""
+    done = debian_archive.apt_get(work, "update", languages="en", packages=False)
     lists = work / "lists"
-    (lists / "partial").mkdir(parents=True)
-    (work / "cache").mkdir()
-    sources = work / "sources.list"
-    sources.write_text(f"deb [signed-by={KEYRING}] {APT_MIRROR} {SUITE} main\n")
-    options = {
-        "Dir::State::Lists": lists,
-        "Dir::Cache": work / "cache",
-        "Dir::Etc::SourceList": sources,
-        "Dir::Etc::SourceParts": work / "no-parts",
-        "Acquire::Languages": "en",
-        "Acquire::IndexTargets::deb::Packages::DefaultEnabled": "false",
-        "Debug::NoLocking": "1",
-    }
-    if os.geteuid() == 0:
-        options["APT::Sandbox::User"] = "root"  # the private folder is not _apt's to write
-    command = ["apt-get", "update", "-qq"]
-    for key, value in options.items():
-        command += ["-o", f"{key}={value}"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     compressed = sorted(lists.glob(f"*_dists_{SUITE}_main_i18n_{INDEX_FILE}*"))
     in_release = sorted(lists.glob(f"*_dists_{SUITE}_InRelease"))
     if done.returncode or not compressed or not in_release or "W: " in done.stderr:
@@ -119,14 +77,9 @@ def _through_apt(work: Path) -> tuple[Path, str]:
 
 def _through_https(work: Path) -> tuple[Path, str]:
     """(uncompressed index, InRelease text) fetched from a Debian mirror over HTTPS."""
-    base = f"{MIRROR}/dists/{SUITE}"
-    try:
-        with urllib.request.urlopen(f"{base}/InRelease", timeout=60) as response:
-            in_release = response.read().decode("utf-8")
-        with urllib.request.urlopen(f"{base}/main/i18n/{INDEX_FILE}.xz", timeout=60) as response:
-            packed = response.read()
-    except OSError as e:
-        raise TfhfError(f"cannot fetch Debian's {SUITE} {INDEX_FILE} from {MIRROR}: {e}") from None
+    base = f"{debian_archive.MIRROR}/dists/{SUITE}"
+    in_release = debian_archive.fetch_text(f"{base}/InRelease").decode("utf-8")
+    packed = debian_archive.fetch_text(f"{base}/main/i18n/{INDEX_FILE}.xz")
     index = work / INDEX_FILE
     index.write_bytes(lzma.decompress(packed))
     return index, in_release
@@ -144,17 +97,17 @@ def fetch_index(home: Path) -> DescriptionIndex:
         saved = json.loads(record.read_text())
         if (cached / INDEX_FILE).is_file():
             return DescriptionIndex(cached, saved["sha256"], saved["release"], saved["via"])
-    use_apt = shutil.which("apt-get") and KEYRING.is_file()
-    via = "apt" if use_apt else "https"
+    via = "apt" if debian_archive.apt_available() else "https"
     print(
         f"tfhf: fetching Debian's {SUITE} package descriptions ({INDEX_FILE}) by {via}", flush=True
     )
     cached.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=cached.parent))
     try:
-        index, in_release = (_through_apt if use_apt else _through_https)(work)
-        release, expected = _release_fields(in_release)
-        actual = _sha256(index)
+        index, in_release = (_through_apt if via == "apt" else _through_https)(work)
+        release = debian_archive.release_name(in_release)
+        expected = debian_archive.release_digest(in_release, f"main/i18n/{INDEX_FILE}")
+        actual = debian_archive.sha256_of(index)
         if actual != expected:
             raise TfhfError(
                 f"Debian's {INDEX_FILE} has sha256 {actual}, but its release file says "

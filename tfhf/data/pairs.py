@@ -1,5 +1,6 @@
 """Text pairs for sequence-to-sequence tasks (a source text and its target text): the
-packaged Debian package descriptions, tensorflow-datasets datasets, or the user's files."""
+packaged Debian package descriptions (summarization) and LibreOffice's English and Chinese
+help and interface (translation), tensorflow-datasets datasets, or the user's files."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 from tfhf.data import sources
 from tfhf.errors import TfhfError
 
-PACKAGED_PAIRS = ("debian_descriptions",)
+PACKAGED_PAIRS = ("debian_descriptions", "libreoffice_en_zh")
 _HELD_OUT_FRACTION = 0.1
 
 
@@ -125,6 +126,31 @@ def load_debian_descriptions() -> PairData:
     )
 
 
+def load_libreoffice_en_zh() -> PairData:
+    """The packaged translation pairs (see `tfhf.data.libreoffice_en_zh`)."""
+    import hashlib
+
+    from tfhf.data import assets, libreoffice_en_zh
+
+    folder, record = libreoffice_en_zh.fetch_packages(assets.tfhf_home())
+    digests = "".join(p["sha256"] for p in record["packages"])
+    builder = sources.prepared_tfds_builder(
+        "libreoffice_en_zh",
+        # One prepared dataset per set of package versions.
+        data_dir=str(
+            assets.tfhf_home()
+            / "tensorflow_datasets"
+            / f"libreoffice-{hashlib.sha256(digests.encode()).hexdigest()[:16]}"
+        ),
+        manual_dir=str(folder),
+    )
+    data = _from_tfds(builder, "libreoffice_en_zh", "source", "target", seed=0)
+    versions = ", ".join(f"{p['name']} {p['version']}" for p in record["packages"])
+    return dataclasses.replace(
+        data, description=f"libreoffice_en_zh ({versions})", provenance=record
+    )
+
+
 def load_pairs(
     *,
     dataset: str,
@@ -146,8 +172,10 @@ def load_pairs(
         )
     elif validation_file or test_file:
         raise TfhfError("--validation_file/--test_file need --train_file")
-    elif dataset in PACKAGED_PAIRS:
+    elif dataset == "debian_descriptions":
         data = load_debian_descriptions()
+    elif dataset == "libreoffice_en_zh":
+        data = load_libreoffice_en_zh()
     else:
         builder = sources.prepared_tfds_builder(dataset)
         data = _from_tfds(builder, dataset, source_column, target_column, seed)

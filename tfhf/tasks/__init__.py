@@ -6,7 +6,7 @@ module is imported: name such modules in the environment variable `TFHF_TASK_MOD
 `python -m tfhf.train --task=<name>` finds them.
 """
 
-from tfhf.tasks import classify, lm, mlm, summarize  # noqa: F401  (registers them)
+from tfhf.tasks import classify, lm, mlm, summarize, translate  # noqa: F401  (registers them)
 from tfhf.tasks.registry import TASKS, get_task, import_task_modules, register_task
 from tfhf.tasks.task import Task
 

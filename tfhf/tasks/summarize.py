@@ -4,316 +4,37 @@ trained to write a text's summary, and scored with ROUGE against copying the tex
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
-import tensorflow as tf
 
-from tfhf.config import ExportConfig, setting
-from tfhf.data import pairs, pipeline
-from tfhf.errors import TfhfError
-from tfhf.generation.seq2seq import DecodingSettings, TextToText
-from tfhf.models import loading
-from tfhf.models.model_folder import TARGET_TOKENIZER, save_text_to_text_folder
-from tfhf.models.seq2seq import (
-    bert_encoder_gpt2_decoder,
-    load_encoder_decoder,
-    warm_started_bert2bert,
-)
-from tfhf.runner import TrainingData
-from tfhf.serving.text_to_text_export import export_text_to_text
+from tfhf.config import setting
+from tfhf.generation.seq2seq import TextToText
 from tfhf.tasks.registry import register_task
-from tfhf.tasks.task import Task
-from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
-from tfhf.tokenizers.bpe_targets import BpeTargets, train_target_bpe
-from tfhf.tokenizers.wordpiece import tokenizer_files
-from tfhf.training.evaluation import EvaluateTokensEachEpoch, lead, rouge
-from tfhf.training.losses import SmoothedCrossEntropy
+from tfhf.tasks.seq2seq import Seq2SeqConfig, Seq2SeqTask, write_examples
+from tfhf.training.evaluation import lead, rouge
 
 EXAMPLES_FILE = "test_examples.txt"
-SHOWN_EXAMPLES = 20
 XLA_FROM_EXAMPLES = 256  # test splits this large are summarized with XLA
 
 
 @dataclasses.dataclass(frozen=True)
-class SummarizeConfig(ExportConfig):
+class SummarizeConfig(Seq2SeqConfig):
     task: str = "summarize"
-    model: str = setting(
-        "minilm-l6",
-        "The BERT both the encoder and the decoder start from: 'minilm-l6' (packaged), a "
-        "local HuggingFace-format folder or a hub id; or a tfhf summarize workdir, to go on "
-        "training its model.",
-    )
     dataset: str = setting(
         "debian_descriptions",
         "'debian_descriptions' (packaged: Debian package descriptions and their synopses) or "
         "a tensorflow-datasets name such as cnn_dailymail, xsum or gigaword. Ignored when "
         "--train_file is set.",
     )
-    test_file: str = setting("", "Test data; split off the training data if unset.")
-    source_column: str = setting("source", "Column (or tfds feature) with the text.")
-    target_column: str = setting("target", "Column (or tfds feature) with its summary.")
-    max_source_length: int = setting(
-        64, "Source tokens kept, [CLS] and [SEP] included; longer texts are cut."
-    )
-    max_target_length: int = setting(
-        32, "Summary tokens, the end token included; longer summaries are cut (and counted)."
-    )
-    cross_attention_init: str = setting(
-        "random",
-        "How the decoder's new cross-attention starts: random, or self_attention (a copy of "
-        "the layer's pretrained self-attention).",
-        choices=("random", "self_attention"),
-    )
-    decoder: str = setting(
-        "bert",
-        "The decoder: bert (warm-started from --model, sharing its WordPiece vocabulary) or "
-        "gpt2 (a new GPT-2 with cross-attention, sized by --decoder_layers, --decoder_heads "
-        "and --decoder_width, with a byte-level BPE of --target_vocab_size tokens trained on "
-        "the training targets).",
-        choices=("bert", "gpt2"),
-    )
-    decoder_layers: int = setting(4, "--decoder=gpt2: the decoder's layers.")
-    decoder_heads: int = setting(4, "--decoder=gpt2: its attention heads.")
-    decoder_width: int = setting(256, "--decoder=gpt2: its width.")
-    target_vocab_size: int = setting(8000, "--decoder=gpt2: its BPE vocabulary size.")
-    freeze_encoder: bool = setting(
-        True,
-        "Train the decoder only; the encoder keeps its pretrained weights (a third less "
-        "compute per step). --nofreeze_encoder trains both.",
-    )
-    decoder_input_dropout: float = setting(
-        0.0,
-        "Share of the decoder's input tokens replaced by [UNK] in training, so that it learns "
-        "to read the source rather than continue its own words.",
-    )
-    label_smoothing: float = setting(
-        0.1, "Share of the target probability spread over the vocabulary (0: none)."
-    )
-    max_steps_per_epoch: int = 300
-    learning_rate: float = 3e-4
-    warmup_ratio: float = 0.05
-    num_beams: int = setting(4, "Beam width of the test-split summaries (1: greedy).")
-    length_penalty: float = setting(
-        1.0, "Beam search: log-probability over length ** this; > 0 favours longer summaries."
-    )
-    no_repeat_ngram_size: int = setting(
-        3, "No n-gram of this size repeats within a summary (0: off)."
-    )
-    max_eval_examples: int = setting(
-        0,
-        "Pairs of the validation split (loss, each epoch) and of the test split (ROUGE, at "
-        "the end) that are evaluated; 0 means whole splits.",
-    )
-
-    def problems(self) -> list[str]:
-        problems = super().problems()
-        if not 3 <= self.max_source_length <= 512:
-            problems.append(
-                f"--max_source_length must be in [3, 512], got {self.max_source_length}"
-            )
-        if not 2 <= self.max_target_length <= 511:
-            problems.append(
-                f"--max_target_length must be in [2, 511], got {self.max_target_length}"
-            )
-        if not 0 <= self.decoder_input_dropout < 1:
-            problems.append(
-                f"--decoder_input_dropout must be in [0, 1), got {self.decoder_input_dropout}"
-            )
-        if not 0 <= self.label_smoothing < 1:
-            problems.append(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        gpt2_settings = ("decoder_layers", "decoder_heads", "decoder_width", "target_vocab_size")
-        if self.decoder == "gpt2":
-            for name in gpt2_settings[:3]:
-                if getattr(self, name) < 1:
-                    problems.append(f"--{name} must be positive, got {getattr(self, name)}")
-            if self.decoder_heads >= 1 and self.decoder_width % self.decoder_heads:
-                problems.append(
-                    f"--decoder_width ({self.decoder_width}) must be a multiple of "
-                    f"--decoder_heads ({self.decoder_heads})"
-                )
-            if self.target_vocab_size < 258:
-                problems.append(
-                    f"--target_vocab_size must be at least 258 (256 bytes, <|endoftext|> and "
-                    f"<pad>), got {self.target_vocab_size}"
-                )
-            if self.cross_attention_init == "self_attention":
-                problems.append("--cross_attention_init=self_attention needs --decoder=bert")
-        else:
-            defaults = type(self)()
-            changed = [n for n in gpt2_settings if getattr(self, n) != getattr(defaults, n)]
-            if changed:
-                problems.append(
-                    f"{', '.join('--' + n for n in changed)}: settings of --decoder=gpt2, "
-                    f"not of --decoder={self.decoder}"
-                )
-        if self.max_eval_examples < 0:
-            problems.append(
-                f"--max_eval_examples must be 0 (all) or positive, got {self.max_eval_examples}"
-            )
-        return problems + self.decoding().problems()
-
-    def decoding(self) -> DecodingSettings:
-        """How the test split is summarized, and the export's default controls."""
-        return DecodingSettings(
-            max_new_tokens=self.max_target_length,
-            num_beams=self.num_beams,
-            length_penalty=self.length_penalty,
-            no_repeat_ngram_size=self.no_repeat_ngram_size,
-        )
-
-
-def _write_examples(path, sources, references, summaries) -> None:
-    """The first test pairs with their summaries, for a reader."""
-    shown = list(zip(sources, references, summaries, strict=True))[:SHOWN_EXAMPLES]
-    blocks = [
-        f"SOURCE     {source}\nREFERENCE  {reference}\nGENERATED  {summary}\n"
-        for source, reference, summary in shown
-    ]
-    path.write_text("\n".join(blocks), encoding="utf-8")
 
 
 @register_task("summarize")
-class SummarizeTask(Task):
+class SummarizeTask(Seq2SeqTask):
     """Text in, summary out: teacher-forced training with label smoothing, validation loss
     each epoch, and ROUGE of beam-searched summaries against a lead baseline at the end."""
 
     config_class = SummarizeConfig
-
-    def load_inputs(self) -> str:
-        config = self.config
-        self.data = pairs.load_pairs(
-            dataset=config.dataset,
-            train_file=config.train_file,
-            validation_file=config.validation_file,
-            test_file=config.test_file,
-            source_column=config.source_column,
-            target_column=config.target_column,
-            seed=config.seed,
-        )
-        data = self.data
-        print(
-            f"tfhf: data {data.description}: train {len(data.train)}, validation "
-            f"{len(data.validation)}, test {len(data.test)} pairs",
-            flush=True,
-        )
-        self.folder = loading.resolve_model(config.model)
-        return data.description
-
-    def build_model(self, runtime, scratch):
-        config = self.config
-        self.vocab_file, self.lower_case = tokenizer_files(self.folder, scratch)
-        self.source, self.target = (
-            BertPreprocessor(self.vocab_file, lower_case=self.lower_case, max_seq_length=n)
-            for n in (config.max_source_length, config.max_target_length + 1)
-        )
-        kind = json.loads((self.folder / "config.json").read_text()).get("model_type")
-        self.target_tokenizer = self._target_tokenizer(kind, scratch)
-        if self.target_tokenizer is not None:
-            # Its in-graph tables live in the scratch folder until the export is written.
-            self.target = BpeTargets(
-                self.target_tokenizer,
-                max_seq_length=config.max_target_length + 1,
-                asset_dir=scratch / "target_assets",
-            )
-        with runtime.building():
-            if kind == "encoder-decoder":
-                model = load_encoder_decoder(self.folder)
-                print(f"tfhf: training on from the encoder-decoder in {self.folder}", flush=True)
-            elif config.decoder == "gpt2":
-                model = bert_encoder_gpt2_decoder(
-                    self.folder,
-                    vocab_size=self.target.vocab_size,
-                    start_id=self.target.cls_id,
-                    end_id=self.target.sep_id,
-                    pad_id=self.target.pad_id,
-                    n_layer=config.decoder_layers,
-                    n_head=config.decoder_heads,
-                    n_embd=config.decoder_width,
-                    n_positions=config.max_target_length + 1,
-                )
-            else:
-                model = warm_started_bert2bert(
-                    self.folder,
-                    start_id=self.target.cls_id,
-                    end_id=self.target.sep_id,
-                    pad_id=self.target.pad_id,
-                    cross_from_self=config.cross_attention_init == "self_attention",
-                )
-        if config.freeze_encoder:
-            # No gradient reaches the encoder: its backward pass is not computed at all.
-            model.encoder.trainable = False
-        limits = {
-            "--max_source_length": (config.max_source_length, model.config.encoder),
-            "--max_target_length": (config.max_target_length + 1, model.config.decoder),
-        }
-        for flag, (length, part) in limits.items():
-            if length > part.max_position_embeddings:
-                raise TfhfError(
-                    f"{flag}={length} exceeds the model's {part.max_position_embeddings} positions"
-                )
-        self.truncated = {}
-        for name in ("train", "validation", "test"):
-            counts = self.target.token_counts(tf.constant(getattr(self.data, name).targets))
-            self.truncated[name] = int(np.sum(counts.numpy() > config.max_target_length - 1))
-        if any(self.truncated.values()):
-            cut = ", ".join(f"{n} {name}" for name, n in self.truncated.items())
-            print(
-                f"tfhf: targets longer than {config.max_target_length} tokens are cut: {cut}",
-                flush=True,
-            )
-        return model
-
-    def _target_tokenizer(self, kind: str, scratch):
-        """The folder of the target side's own BPE: the saved model's, or one trained here
-        for a new GPT-2 decoder; None when the target side shares the WordPiece vocabulary."""
-        config = self.config
-        if kind == "encoder-decoder":
-            saved = self.folder / TARGET_TOKENIZER
-            return saved if saved.is_dir() else None
-        if config.decoder != "gpt2":
-            return None
-        print(
-            f"tfhf: training a {config.target_vocab_size:,}-token byte-level BPE on the "
-            "training targets",
-            flush=True,
-        )
-        folder = scratch / TARGET_TOKENIZER
-        train_target_bpe(
-            self.data.train.targets, vocab_size=config.target_vocab_size, folder=folder
-        )
-        return folder
-
-    def _dataset(self, split: pairs.PairSplit, *, training: bool):
-        return pipeline.seq2seq_dataset(
-            split.sources,
-            split.targets,
-            source_preprocessor=self.source,
-            target_preprocessor=self.target,
-            batch_size=self.config.batch_size,
-            training=training,
-            seed=self.config.seed,
-            decoder_input_dropout=self.config.decoder_input_dropout,
-        )
-
-    def _evaluated(self, split: pairs.PairSplit) -> pairs.PairSplit:
-        return split.take(range(min(len(split), self.config.max_eval_examples or len(split))))
-
-    def training_data(self, runtime) -> TrainingData:
-        validation = self._dataset(self._evaluated(self.data.validation), training=False)
-        return TrainingData(
-            self._dataset(self.data.train, training=True),
-            examples=len(self.data.train),
-            whole_batches=False,
-            validation=EvaluateTokensEachEpoch(validation),
-        )
-
-    def loss(self):
-        return (
-            SmoothedCrossEntropy(self.config.label_smoothing)
-            if self.config.label_smoothing
-            else None
-        )
+    output_name = "summary"
 
     def evaluate(self, model, workdir) -> dict:
         config = self.config
@@ -330,7 +51,7 @@ class SummarizeTask(Task):
         summaries = TextToText(model, self.source, self.target, jit_compile=jit)(sources, settings)
         words = max(1, round(np.mean([len(r.split()) for r in references])))
         baseline = lead(sources, words)
-        _write_examples(workdir / EXAMPLES_FILE, sources, references, summaries)
+        write_examples(workdir / EXAMPLES_FILE, sources, references, summaries)
         return {
             "test": {
                 **rouge(summaries, references),
@@ -343,34 +64,6 @@ class SummarizeTask(Task):
             "targets_cut": self.truncated,
             "data_source": self.data.provenance,
         }
-
-    def save(self, model, folder):
-        config = self.config
-        save_text_to_text_folder(
-            model,
-            self.vocab_file,
-            folder,
-            lower_case=self.lower_case,
-            target_tokenizer=self.target_tokenizer,
-            settings={
-                "max_source_length": config.max_source_length,
-                "max_target_length": config.max_target_length,
-                "decoding": dataclasses.asdict(config.decoding()),
-            },
-        )
-
-    def load_saved(self, folder):
-        return load_encoder_decoder(folder)
-
-    def export(self, model, export_dir):
-        return export_text_to_text(
-            model,
-            self.source,
-            self.target,
-            self.config.decoding(),
-            export_dir,
-            output_name="summary",
-        )
 
     def summary(self, metrics: dict) -> str:
         test, baseline = metrics["test"], metrics["lead_baseline"]
