@@ -5,7 +5,8 @@ The runner calls the hooks of a task (a `tfhf.tasks.Task`, which says what each 
 must do) in this order:
 
   config checks -> seed -> task.load_inputs -> strategy and precision -> task.build_model
-  -> open the workdir -> task.training_data -> compile (task.train_metrics, task.loss)
+  -> open the workdir -> task.training_data
+  -> compile (task.train_metrics, task.loss, task.forward)
   -> fit (checkpoints, resume, NaN stop, best epoch) -> task.evaluate -> task.save
   -> task.export and task.after_export (tasks whose config is an `ExportConfig`)
   -> metrics.json -> task.summary
@@ -111,6 +112,7 @@ def run(task) -> dict:
                 total_steps=steps * config.epochs,
                 metrics=task.train_metrics(),
                 loss=task.loss(),
+                forward=task.forward(),
             )
         print(
             f"tfhf: training {config.epochs} epoch(s) x {steps} steps, batch "

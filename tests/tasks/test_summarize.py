@@ -47,6 +47,7 @@ def tiny_config(tiny_model_dir, tmp_path, **overrides) -> SummarizeConfig:
         max_steps_per_epoch=0,
         learning_rate=5e-3,
         warmup_ratio=0.1,
+        decoder_dropout=0.0,
         seed=11,
         workdir=str(tmp_path / "run"),
         export_dir=str(tmp_path / "export"),
@@ -126,6 +127,11 @@ def test_targets_longer_than_the_limit_are_cut_and_counted(tiny_model_dir, tmp_p
             dict(decoder="gpt2", cross_attention_init="self_attention"),
             "--cross_attention_init=self_attention needs --decoder=bert",
         ),
+        (dict(tie_encoder_decoder=True), "--tie_encoder_decoder .* needs --nofreeze_encoder"),
+        (
+            dict(decoder="gpt2", tie_encoder_decoder=True, freeze_encoder=False),
+            "--tie_encoder_decoder needs --decoder=bert",
+        ),
     ],
 )
 def test_bad_settings_stop_before_the_workdir_exists(tiny_model_dir, tmp_path, overrides, message):
@@ -149,6 +155,74 @@ def test_cross_attention_can_start_as_a_copy_of_self_attention(tiny_model_dir):
         np.testing.assert_array_equal(
             weights[name], weights[name.replace("/crossattention/", "/attention/")]
         )
+
+
+def test_a_frozen_encoder_trains_nothing_and_drops_nothing():
+    import tensorflow as tf
+    import transformers
+
+    from tfhf.models.seq2seq import freeze_encoder
+
+    encoder = transformers.BertConfig(
+        vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5,
+    )  # fmt: skip
+    decoder = transformers.BertConfig(
+        **{**encoder.to_dict(), "is_decoder": True, "add_cross_attention": True}
+    )
+    model = transformers.TFEncoderDecoderModel(
+        config=transformers.EncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    )
+    ids = tf.constant([[2, 7, 9, 11, 3]])
+    inputs = dict(input_ids=ids, attention_mask=tf.ones_like(ids), decoder_input_ids=ids)
+    model(**inputs)
+    freeze_encoder(model)
+    assert model.encoder.trainable_variables == [] and model.decoder.trainable_variables
+    states = [
+        model.encoder(input_ids=ids, training=training).last_hidden_state
+        for training in (True, False)
+    ]
+    np.testing.assert_array_equal(*states)
+    # The decoder keeps its dropout.
+    logits = [model(**inputs, training=True).logits for _ in range(2)]
+    assert not np.allclose(*logits)
+
+
+def test_a_tied_decoder_trains_the_encoders_weights_and_saves_as_a_plain_model(
+    tiny_model_dir, tmp_path
+):
+    import tensorflow as tf
+    import transformers
+
+    from tfhf.models.model_folder import save_text_to_text_folder
+    from tfhf.models.seq2seq import warm_started_bert2bert
+
+    untied = warm_started_bert2bert(tiny_model_dir, start_id=2, end_id=3, pad_id=0)
+    model = warm_started_bert2bert(tiny_model_dir, start_id=2, end_id=3, pad_id=0, tie=True)
+    encoder_weights = model.encoder.count_params() - 32 * 32 - 32  # less the unused pooler
+    # Only cross-attention and the LM-head transform are the decoder's own.
+    own = [w.name for w in model.decoder.weights if "/encoder/bert/" not in w.name]
+    assert own and all("crossattention" in n or "/mlm___cls/" in n for n in own)
+    assert untied.count_params() - model.count_params() == encoder_weights
+    ids = tf.constant([[2, 8, 20, 13, 3]])
+    inputs = dict(input_ids=ids, attention_mask=tf.ones_like(ids), decoder_input_ids=ids[:, :3])
+    query = model.encoder.bert.encoder.layer[0].attention.self_attention.query.kernel
+    with tf.GradientTape() as tape:
+        decoder_only = model.decoder(
+            input_ids=ids[:, :3], encoder_hidden_states=tf.zeros([1, 5, 32])
+        ).logits
+    assert tape.gradient(decoder_only, query) is not None  # the decoder trains the encoder's
+
+    lengths = {"max_source_length": 16, "max_target_length": 6}
+    save_text_to_text_folder(
+        model, tiny_model_dir / "vocab.txt", tmp_path / "model", lower_case=True, settings=lengths
+    )
+    plain = transformers.TFEncoderDecoderModel.from_pretrained(tmp_path / "model")
+    assert plain.count_params() == untied.count_params()  # loads as a plain pair
+    np.testing.assert_allclose(plain(**inputs).logits, model(**inputs).logits, atol=1e-5)
+    reloaded, *_ = load_text_to_text_folder(tmp_path / "model")
+    assert reloaded.count_params() == model.count_params()  # and tfhf ties it again
+    np.testing.assert_allclose(reloaded(**inputs).logits, model(**inputs).logits, atol=1e-5)
 
 
 # Runs in a fresh interpreter that imports only tensorflow and tensorflow_text.

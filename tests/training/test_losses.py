@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from tfhf.training.losses import SmoothedCrossEntropy
 
@@ -42,3 +43,18 @@ def test_without_smoothing_it_is_keras_cross_entropy_and_padding_changes_nothing
     noisy = logits.copy()
     noisy[weights == 0] = 50.0
     assert float(ours(labels, noisy, sample_weight=weights)) == pytest.approx(float(expected))
+
+
+def test_flat_positions_give_the_loss_of_the_same_positions_in_a_batch():
+    # The seq2seq training step hands over only the real target tokens, as [n, vocab].
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(6, 9)).astype(np.float32)
+    labels = rng.integers(0, 9, 6)
+    loss = SmoothedCrossEntropy(0.1)
+    # Through Keras' compiled loss, as training calls it (it reshapes [n] labels to [n, 1]).
+    model = tf_keras.Sequential([tf_keras.layers.Dense(9)])
+    model.compile(loss=loss)
+    flat = model.compute_loss(y=tf.constant(labels), y_pred=tf.constant(logits))
+    batched = loss(tf.constant(labels.reshape(2, 3)), tf.constant(logits.reshape(2, 3, 9)))
+    assert float(flat) == pytest.approx(float(batched), rel=1e-6)
+    assert float(flat) == pytest.approx(by_hand(logits, labels, np.ones(6), 0.1), rel=1e-5)

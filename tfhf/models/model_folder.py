@@ -88,8 +88,10 @@ def save_text_to_text_folder(
 
     from transformers import BertTokenizerFast
 
+    from tfhf.models.seq2seq import untied_copy
+
     def fill(staging: Path) -> None:
-        model.save_pretrained(staging)
+        (untied_copy(model) if model.config.tie_encoder_decoder else model).save_pretrained(staging)
         BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=lower_case).save_pretrained(
             staging
         )

@@ -36,7 +36,14 @@ def _built(model):
 
 
 def warm_started_bert2bert(
-    folder: Path, *, start_id: int, end_id: int, pad_id: int, cross_from_self: bool = False
+    folder: Path,
+    *,
+    start_id: int,
+    end_id: int,
+    pad_id: int,
+    cross_from_self: bool = False,
+    tie: bool = False,
+    dropout: float | None = None,
 ):
     """A BERT encoder and a BERT decoder, both starting from the BERT in `folder`
     ("bert2bert"): the decoder gets causal self-attention and new cross-attention layers,
@@ -46,6 +53,9 @@ def warm_started_bert2bert(
     `cross_from_self`, each decoder layer's cross-attention starts as a copy of its
     self-attention instead of at random: encoder and decoder start from the same weights,
     so the copy attends over the source the way the pretrained layer attends over text.
+    With `tie`, the decoder uses the encoder's embeddings and layers (see
+    `tie_encoder_decoder`): only cross-attention and the LM-head transform are its own.
+    `dropout`, when given, is the decoder's dropout rate (else the checkpoint's).
     """
     import transformers
 
@@ -57,11 +67,15 @@ def warm_started_bert2bert(
         )
     encoder = loading.load_encoder(folder)
     decoder, fresh = loading.load_decoder_with_cross_attention(folder)
+    decoder_config = decoder.config
+    if dropout is not None:
+        decoder_config.hidden_dropout_prob = decoder_config.attention_probs_dropout_prob = dropout
     pair = transformers.EncoderDecoderConfig.from_encoder_decoder_configs(
-        encoder.config, decoder.config
+        encoder.config, decoder_config
     )
     pair.decoder_start_token_id, pair.eos_token_id, pair.pad_token_id = start_id, end_id, pad_id
     pair.vocab_size = decoder.config.vocab_size
+    pair.tie_encoder_decoder = tie
     model = _built(transformers.TFEncoderDecoderModel(config=pair))
     # The pair is built under its own name scopes, so that save_pretrained and
     # from_pretrained agree; the checkpoint's weights are copied in by name.
@@ -79,12 +93,69 @@ def warm_started_bert2bert(
     if not cross_from_self:
         parts.insert(0, "cross-attention")
     copied = "; cross-attention copied from self-attention" if cross_from_self else ""
+    if tie:
+        removed = tie_encoder_decoder(model)
+        copied += f"; the decoder shares the encoder's weights ({removed:,} fewer)"
     print(
         f"tfhf: encoder and decoder warm-started from {folder}{copied}; new "
         f"{' and '.join(parts)} initialised ({model.count_params():,} parameters)",
         flush=True,
     )
     return model
+
+
+def logits_at_targets(model, features, labels, weights, training):
+    """The training forward pass of an encoder-decoder with its output layer computed only
+    where `weights` > 0 (the real target tokens), not at the padding.
+
+    The vocabulary projection and the softmax over it cost the most per target position
+    (30,522 words for a BERT decoder), and targets are padded to the longest in the
+    batch. Returns `(logits [n, vocab], labels [n], weights [n])` for the `n` real tokens,
+    the weights scaled so that Keras' mean over `n` equals its mean of the weighted loss
+    over every position. The gather has a data-dependent shape, so XLA cannot compile it.
+    """
+    import tensorflow as tf
+
+    encoded = model.encoder(
+        input_ids=features["input_ids"],
+        attention_mask=features["attention_mask"],
+        training=training,
+    ).last_hidden_state
+    projection = getattr(model, "enc_to_dec_proj", None)
+    if projection is not None:
+        encoded = projection(encoded)
+    decoder = model.decoder
+    gpt2 = model.config.decoder.model_type == "gpt2"
+    main = decoder.transformer if gpt2 else decoder.bert
+    hidden = main(
+        input_ids=features["decoder_input_ids"],
+        attention_mask=features["decoder_attention_mask"],
+        encoder_hidden_states=encoded,
+        encoder_attention_mask=features["attention_mask"],
+        use_cache=False,
+        training=training,
+    )[0]
+    at = tf.where(weights > 0)
+    hidden = tf.gather_nd(hidden, at)[None]
+    if gpt2:
+        logits = tf.matmul(hidden, main.wte.weights, transpose_b=True)
+    else:
+        logits = decoder.mlm(sequence_output=hidden, training=training)
+    kept = tf.gather_nd(weights, at)
+    scale = tf.cast(tf.size(kept), kept.dtype) / tf.cast(tf.size(weights), kept.dtype)
+    return logits[0], tf.gather_nd(labels, at), kept * scale
+
+
+def freeze_encoder(model) -> None:
+    """Trains `model`'s decoder only: no gradient reaches the encoder (its backward pass is
+    not computed at all), and its dropout is off, so that in training the decoder reads
+    the same encoder states it will read when generating."""
+    import tf_keras
+
+    model.encoder.trainable = False
+    for layer in model.encoder._flatten_layers():
+        if isinstance(layer, tf_keras.layers.Dropout):
+            layer.rate = 0.0
 
 
 def load_encoder_decoder(folder: Path):
@@ -102,6 +173,8 @@ def load_encoder_decoder(folder: Path):
             f"model folder {folder}: weights do not match the config; missing "
             f"{info['missing_keys'][:3]}"
         )
+    if config.tie_encoder_decoder:
+        tie_encoder_decoder(model)
     return model
 
 
@@ -116,6 +189,7 @@ def bert_encoder_gpt2_decoder(
     n_head: int,
     n_embd: int,
     n_positions: int,
+    dropout: float = 0.1,
 ):
     """The BERT in `folder` as the encoder and a new GPT-2 (`TFGPT2LMHeadModel` with
     cross-attention) as the decoder, for a target side with its own byte-level BPE. When
@@ -131,6 +205,9 @@ def bert_encoder_gpt2_decoder(
     decoder = transformers.GPT2Config(
         vocab_size=vocab_size,
         n_positions=n_positions,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
         n_embd=n_embd,
         n_layer=n_layer,
         n_head=n_head,
@@ -154,3 +231,85 @@ def bert_encoder_gpt2_decoder(
         flush=True,
     )
     return model
+
+
+# What a tied decoder layer takes from the encoder layer below it: all but cross-attention.
+_SHARED_LAYER_PARTS = ("attention", "intermediate", "bert_output")
+
+
+def _bert_pair(model):
+    """(encoder main layer, decoder main layer) of a bert2bert `TFEncoderDecoderModel`."""
+    kinds = (model.config.encoder.model_type, model.config.decoder.model_type)
+    encoder, decoder = model.encoder.bert, model.decoder.bert
+    if kinds != ("bert", "bert") or len(encoder.encoder.layer) != len(decoder.encoder.layer):
+        raise TfhfError(
+            "tying encoder and decoder needs a BERT encoder and a BERT decoder of as many "
+            f"layers, not {' and '.join(kinds)}"
+        )
+    return encoder, decoder
+
+
+def _variables_by_module(layer) -> list[list[tuple[str, object]]]:
+    """For `layer` and each layer inside it, in tracking order: its weights, by the
+    attribute that holds them (`kernel`, `gamma`, ...; not Keras' own `_train_counter`)."""
+    import tensorflow as tf
+
+    return [
+        sorted(
+            (k, v)
+            for k, v in vars(module).items()
+            if isinstance(v, tf.Variable) and not k.startswith("_")
+        )
+        for module in layer._flatten_modules()
+    ]
+
+
+def _share_variables(source, target) -> None:
+    """Points every variable attribute of `target` (a layer built like `source`) at
+    `source`'s variable; the target's own variables are dropped."""
+    modules = zip(source._flatten_modules(), target._flatten_modules(), strict=True)
+    for (theirs, mine), variables in zip(modules, _variables_by_module(source), strict=True):
+        if type(theirs) is not type(mine):
+            raise TfhfError(f"cannot tie a {type(mine).__name__} to a {type(theirs).__name__}")
+        for name, variable in variables:
+            setattr(mine, name, variable)
+
+
+def tie_encoder_decoder(model) -> int:
+    """Makes a bert2bert's decoder use its encoder's embeddings and, layer by layer, its
+    self-attention and feed-forward weights, as in Rothe et al. (2020)'s shared BERT2BERT;
+    cross-attention and the LM-head transform stay the decoder's own. Returns how many
+    parameters the decoder's dropped copies held.
+
+    transformers' TF encoder-decoder has no tying of its own. The layers stay the
+    decoder's (a decoder's attention also returns its key/value cache), but their
+    variables are the encoder's, so both sides read and train the same ones.
+    `save_pretrained` of a tied model would not load untied, so tfhf saves `untied_copy`.
+    """
+    encoder, decoder = _bert_pair(model)
+    before = model.count_params()
+    _share_variables(encoder.embeddings, decoder.embeddings)
+    for mine, theirs in zip(decoder.encoder.layer, encoder.encoder.layer, strict=True):
+        for part in _SHARED_LAYER_PARTS:
+            _share_variables(getattr(theirs, part), getattr(mine, part))
+    return before - model.count_params()
+
+
+def untied_copy(model):
+    """A plain `TFEncoderDecoderModel` with the values of the tied `model`, each shared
+    weight in both places, as transformers saves and loads it (its config still says
+    `tie_encoder_decoder`, so tfhf ties it again on loading)."""
+    import transformers
+
+    twin = _built(transformers.TFEncoderDecoderModel(config=model.config))
+    assigned = set()
+    modules = zip(_variables_by_module(model), _variables_by_module(twin), strict=True)
+    for theirs, mine in modules:
+        for (name, value), (twin_name, variable) in zip(theirs, mine, strict=True):
+            if name != twin_name:
+                raise TfhfError(f"untying: {name} does not match {twin_name}")
+            variable.assign(value)
+            assigned.add(id(variable))
+    if len(assigned) != len(twin.weights):
+        raise TfhfError(f"untying copied {len(assigned)} of the {len(twin.weights)} weights")
+    return twin

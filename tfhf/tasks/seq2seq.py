@@ -19,7 +19,9 @@ from tfhf.models import loading
 from tfhf.models.model_folder import TARGET_TOKENIZER, save_text_to_text_folder
 from tfhf.models.seq2seq import (
     bert_encoder_gpt2_decoder,
+    freeze_encoder,
     load_encoder_decoder,
+    logits_at_targets,
     warm_started_bert2bert,
 )
 from tfhf.runner import TrainingData
@@ -81,6 +83,17 @@ class Seq2SeqConfig(ExportConfig):
         "Train the decoder only; the encoder keeps its pretrained weights (a third less "
         "compute per step). --nofreeze_encoder trains both.",
     )
+    tie_encoder_decoder: bool = setting(
+        False,
+        "--decoder=bert: the decoder shares the encoder's embeddings, self-attention and "
+        "feed-forward weights (Rothe et al.'s shared BERT2BERT: half the parameters); only "
+        "its cross-attention and LM-head transform are its own. Needs --nofreeze_encoder.",
+    )
+    decoder_dropout: float = setting(
+        0.1,
+        "Dropout rate of a new decoder's layers (a warm-started BERT decoder's too); a short "
+        "run learns faster without it.",
+    )
     decoder_input_dropout: float = setting(
         0.0,
         "Share of the decoder's input tokens replaced by [UNK] in training, so that it learns "
@@ -119,6 +132,8 @@ class Seq2SeqConfig(ExportConfig):
             problems.append(
                 f"--decoder_input_dropout must be in [0, 1), got {self.decoder_input_dropout}"
             )
+        if not 0 <= self.decoder_dropout < 1:
+            problems.append(f"--decoder_dropout must be in [0, 1), got {self.decoder_dropout}")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
         gpt2_settings = ("decoder_layers", "decoder_heads", "decoder_width", "target_vocab_size")
@@ -138,6 +153,8 @@ class Seq2SeqConfig(ExportConfig):
                 )
             if self.cross_attention_init == "self_attention":
                 problems.append("--cross_attention_init=self_attention needs --decoder=bert")
+            if self.tie_encoder_decoder:
+                problems.append("--tie_encoder_decoder needs --decoder=bert")
         else:
             defaults = type(self)()
             changed = [n for n in gpt2_settings if getattr(self, n) != getattr(defaults, n)]
@@ -146,6 +163,11 @@ class Seq2SeqConfig(ExportConfig):
                     f"{', '.join('--' + n for n in changed)}: settings of --decoder=gpt2, "
                     f"not of --decoder={self.decoder}"
                 )
+        if self.tie_encoder_decoder and self.freeze_encoder:
+            problems.append(
+                "--tie_encoder_decoder trains the encoder's weights in the decoder; it needs "
+                "--nofreeze_encoder"
+            )
         if self.max_eval_examples < 0:
             problems.append(
                 f"--max_eval_examples must be 0 (all) or positive, got {self.max_eval_examples}"
@@ -230,6 +252,7 @@ class Seq2SeqTask(Task):
                     n_head=config.decoder_heads,
                     n_embd=config.decoder_width,
                     n_positions=config.max_target_length + 1,
+                    dropout=config.decoder_dropout,
                 )
             else:
                 model = warm_started_bert2bert(
@@ -238,10 +261,11 @@ class Seq2SeqTask(Task):
                     end_id=self.target.sep_id,
                     pad_id=self.target.pad_id,
                     cross_from_self=config.cross_attention_init == "self_attention",
+                    tie=config.tie_encoder_decoder,
+                    dropout=config.decoder_dropout,
                 )
         if config.freeze_encoder:
-            # No gradient reaches the encoder: its backward pass is not computed at all.
-            model.encoder.trainable = False
+            freeze_encoder(model)
         limits = {
             "--max_source_length": (config.max_source_length, model.config.encoder),
             "--max_target_length": (config.max_target_length + 1, model.config.decoder),
@@ -313,6 +337,10 @@ class Seq2SeqTask(Task):
             if self.config.label_smoothing
             else None
         )
+
+    def forward(self):
+        # Under XLA every shape must be static: the output layer then covers the padding too.
+        return None if self.config.jit_compile else logits_at_targets
 
     def save(self, model, folder):
         config = self.config

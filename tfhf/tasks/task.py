@@ -63,6 +63,12 @@ class Task:
         """The training loss on float32 logits (None: cross-entropy against integer labels)."""
         return None
 
+    def forward(self):
+        """What the training loss is computed on: None for the model's logits at every
+        position, or a function `(model, x, y, sample_weight, training) -> (logits, y,
+        sample_weight)` (see `tfhf.training.train_step.install_train_step`)."""
+        return None
+
     def evaluate(self, model, workdir: Path) -> dict:
         """The task's own figures for metrics.json, computed after training on the kept
         epoch's weights (the best epoch's validation figures are there already). Readable

@@ -35,10 +35,12 @@ def compile_for_training(
     total_steps: int,
     metrics: list | None = None,
     loss=None,
+    forward=None,
 ) -> None:
     """Compiles `model` the way every task trains: AdamW on the warmup/decay schedule
     (clipped to `--clip_norm`), `loss` (default: cross-entropy) on float32 logits, and
-    tfhf's train step with `--grad_accum_steps`, `--jit_compile` and `--steps_per_execution`.
+    tfhf's train step with `--grad_accum_steps`, `--jit_compile` and `--steps_per_execution`,
+    its loss computed on what `forward` returns (see `install_train_step`).
 
     Call it where the model was built (inside `Runtime.building()`), so the optimizer's
     variables live with the model's. `config` is the run's `TrainConfig`.
@@ -56,7 +58,7 @@ def compile_for_training(
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )
-    install_train_step(model, accum_steps=config.grad_accum_steps)
+    install_train_step(model, accum_steps=config.grad_accum_steps, forward=forward)
     # The step's metric results are already aggregated over replicas and workers; Keras'
     # default ("sum" across workers) would multiply a multi-worker job's logged loss.
     model.distribute_reduction_method = "first"

@@ -27,8 +27,9 @@ class SmoothedCrossEntropy(tf_keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         log_probs = tf.nn.log_softmax(tf.cast(y_pred, tf.float32), axis=-1)
-        labels = tf.cast(y_true, tf.int32)
-        picked = tf.gather(log_probs, labels, batch_dims=len(labels.shape))
+        # Keras may hand over labels with a trailing axis of 1 ([n, 1] for logits [n, vocab]).
+        labels = tf.reshape(tf.cast(y_true, tf.int32), tf.shape(log_probs)[:-1])
+        picked = tf.gather(log_probs, labels, batch_dims=len(y_pred.shape) - 1)
         spread = tf.reduce_mean(log_probs, axis=-1)
         return -(1.0 - self.smoothing) * picked - self.smoothing * spread
 

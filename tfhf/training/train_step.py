@@ -19,7 +19,12 @@ def _rows(structure, start, stop):
     return tf.nest.map_structure(lambda t: t[start:stop], structure)
 
 
-def _train_step(model, data, *, accum_steps: int):
+def _forward(model, x, y, sample_weight, training):
+    """What the loss is computed on by default: the model's logits at every position."""
+    return model(x, training=training), y, sample_weight
+
+
+def _train_step(model, data, *, accum_steps: int, forward):
     x, y, sample_weight = tf_keras.utils.unpack_x_y_sample_weight(data)
     optimizer = model.optimizer
     scaling = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
@@ -34,7 +39,8 @@ def _train_step(model, data, *, accum_steps: int):
         xi, yi = _rows(x, start, stop), _rows(y, start, stop)
         wi = None if sample_weight is None else _rows(sample_weight, start, stop)
         with tf.GradientTape() as tape:
-            logits = _float32_logits(model(xi, training=True))
+            outputs, yi, wi = forward(model, xi, yi, wi, True)
+            logits = _float32_logits(outputs)
             loss = model.compiled_loss(yi, logits, wi, regularization_losses=model.losses)
             loss *= tf.cast(stop - start, loss.dtype) / tf.cast(rows, loss.dtype)
             if scaling:
@@ -72,7 +78,7 @@ def _train_step(model, data, *, accum_steps: int):
     return results
 
 
-def install_train_step(model, *, accum_steps: int = 1) -> None:
+def install_train_step(model, *, accum_steps: int = 1, forward=None) -> None:
     """Makes `model.fit` train with tfhf's step instead of the transformers one.
 
     Each batch is split into `accum_steps` micro-batches run one after another, with their
@@ -80,11 +86,15 @@ def install_train_step(model, *, accum_steps: int = 1) -> None:
     micro-batch at a time and the update equals that of the whole batch. Logits are cast
     to float32 before the loss; under float16 the loss is scaled (the optimizer is the
     `LossScaleOptimizer` that Keras' `compile` puts in place) and non-finite steps skipped.
+
+    `forward(model, x, y, sample_weight, training)` returns what the loss and metrics are
+    computed on, `(logits, y, sample_weight)`; by default the model's logits at every
+    position. A task may compute fewer (only the positions that count in the loss).
     """
     # An instance attribute: `fit` looks the step up on the model, and the transformers
     # classes are not ours to subclass for every architecture.
 
     def train_step(self, data):
-        return _train_step(self, data, accum_steps=accum_steps)
+        return _train_step(self, data, accum_steps=accum_steps, forward=forward or _forward)
 
     model.train_step = types.MethodType(train_step, model)
