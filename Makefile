@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup classify lm mlm summarize test lint format clean
+.PHONY: setup classify lm mlm summarize translate test lint format clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ mlm: setup
 # A BERT encoder-decoder warm-started from MiniLM, summarizing Debian package descriptions.
 summarize: setup
 	$(BIN)/python -m tfhf.train --flagfile=flags/summarize.flags
+
+# English to Chinese: the MiniLM encoder and a new GPT-2 decoder, on LibreOffice's help and UI.
+translate: setup
+	$(BIN)/python -m tfhf.train --flagfile=flags/translate.flags
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

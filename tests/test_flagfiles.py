@@ -13,6 +13,7 @@ from tfhf.tasks.classify import ClassifyConfig
 from tfhf.tasks.lm import LmConfig
 from tfhf.tasks.mlm import MlmConfig
 from tfhf.tasks.summarize import SummarizeConfig
+from tfhf.tasks.translate import TranslateConfig
 from tfhf.train import parse_config
 
 FLAGFILES = sorted(p.name for p in (REPO / "flags").glob("*.flags"))
@@ -65,6 +66,10 @@ def test_mlm_flags_spell_out_the_mlm_defaults():
 
 def test_summarize_flags_spell_out_the_summarize_defaults():
     assert parse_flagfile("summarize.flags") == SummarizeConfig().resolved()
+
+
+def test_translate_flags_spell_out_the_translate_defaults():
+    assert parse_flagfile("translate.flags") == TranslateConfig().resolved()
 
 
 def test_lm_finetune_example_names_a_checkpoint():

@@ -1,13 +1,15 @@
 """python -m tfhf.generate: continue prompts with a trained language model, or write the
-summary of each text with a summarize model, XLA-compiled.
+summary or translation of each text with a summarize or translate model, XLA-compiled.
 
-For a summarize model the decoding settings not given are the ones its run was evaluated
-with (beam search, no repeated n-grams); one summary per text is printed, a line each.
+For a text-to-text model (summarize, translate) the decoding settings not given are the ones
+its run was evaluated with (beam search, no repeated n-grams); one output per text is
+printed, a line each.
 
 Examples:
   python -m tfhf.generate --model_dir=runs/lm --prompt="ROMEO." --max_new_tokens=80
   python -m tfhf.generate --model_dir=runs/lm --prompt="KING." --decoding=sample --top_k=40 --seed=3
   python -m tfhf.generate --model_dir=runs/summarize --input_file=descriptions.txt --num_beams=6
+  python -m tfhf.generate --model_dir=runs/translate --prompt="Insert Page Break" --num_beams=1
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ _NUM_RETURN = flags.DEFINE_integer(
 )
 _SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed, "Sampling seed.")
 _LENGTH_PENALTY = flags.DEFINE_float(
-    "length_penalty", 1.0, "Summarize models, beam search: > 0 favours longer summaries."
+    "length_penalty", 1.0, "Text-to-text models, beam search: > 0 favours longer outputs."
 )
 _MIN_NEW = flags.DEFINE_integer(
-    "min_new_tokens", 0, "Summarize models: the end token is blocked before this many tokens."
+    "min_new_tokens", 0, "Text-to-text models: the end token is blocked before this many tokens."
 )
 _NO_REPEAT = flags.DEFINE_integer(
-    "no_repeat_ngram_size", 0, "Summarize models: no n-gram of this size repeats (0: off)."
+    "no_repeat_ngram_size", 0, "Text-to-text models: no n-gram of this size repeats (0: off)."
 )
 _SEQ2SEQ_ONLY = ("length_penalty", "min_new_tokens", "no_repeat_ngram_size")
 _NO_XLA = flags.DEFINE_bool("eager", False, "Run without XLA (slow; for comparison).")
@@ -72,11 +74,11 @@ def main(argv: list[str]) -> None:
             raise TfhfError("nothing to generate: give --prompt (repeatable) or --input_file")
         folder = resolve_model(_MODEL_DIR.value)
         if is_text_to_text_folder(folder):
-            _summarize(folder, prompts)
+            _text_to_text(folder, prompts)
             return
         given = [name for name in _SEQ2SEQ_ONLY if flags.FLAGS[name].present]
         if given:
-            raise TfhfError(f"--{given[0]} applies to summarize models only")
+            raise TfhfError(f"--{given[0]} applies to summarize and translate models only")
         settings = GenerationSettings(
             max_new_tokens=_MAX_NEW.value,
             decoding=_DECODING.value,
@@ -99,15 +101,18 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
 
 
-def _summarize(folder, texts: list[str]) -> None:
-    """Prints the summary of each text, with the settings the model was evaluated with for
-    those the command line leaves out."""
+def _text_to_text(folder, texts: list[str]) -> None:
+    """Prints the summary or translation of each text, with the settings the model was
+    evaluated with for those the command line leaves out."""
     from tfhf.generation.seq2seq import DecodingSettings, TextToText
     from tfhf.models.model_folder import load_text_to_text_folder
 
     model, source, target, saved = load_text_to_text_folder(folder)
     if _NUM_RETURN.value != 1:
-        raise TfhfError("summarize models write one summary per text: --num_return_sequences=1")
+        raise TfhfError(
+            "summarize and translate models write one summary or translation per text: "
+            "--num_return_sequences=1"
+        )
     if _DECODING.value not in DECODINGS:
         raise TfhfError(f"unknown decoding '{_DECODING.value}' (use {', '.join(DECODINGS)})")
     values = {**saved["decoding"], "max_new_tokens": saved["max_target_length"]}
@@ -120,9 +125,9 @@ def _summarize(folder, texts: list[str]) -> None:
         values["temperature"] = _TEMPERATURE.value if decoding == "sample" else 0.0
         values.update(top_k=_TOP_K.value, top_p=_TOP_P.value)
     settings = DecodingSettings(**values)
-    summaries = TextToText(model, source, target, jit_compile=not _NO_XLA.value)(texts, settings)
-    for summary in summaries:
-        print(summary, flush=True)
+    outputs = TextToText(model, source, target, jit_compile=not _NO_XLA.value)(texts, settings)
+    for output in outputs:
+        print(output, flush=True)
 
 
 if __name__ == "__main__":

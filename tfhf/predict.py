@@ -1,10 +1,11 @@
 """python -m tfhf.predict: label texts with a trained classifier, fill in [MASK]s, or
-summarize texts.
+summarize or translate texts.
 
 `--model_dir` is a training workdir (the HuggingFace model in it is used), an
 exported SavedModel version folder, or an export root (its highest version). For an
-mlm workdir it prints the `--top_k` likeliest fillers of each [MASK]; for a summarize
-workdir or export, each text's summary (decoded as the run's test split was).
+mlm workdir it prints the `--top_k` likeliest fillers of each [MASK]; for a summarize or
+translate workdir or export, each text's summary or translation (decoded as the run's test
+split was).
 
 Examples:
   python -m tfhf.predict --model_dir=runs/classify --text="a gorgeous, witty film"
@@ -12,6 +13,7 @@ Examples:
   python -m tfhf.predict --model_dir=runs/mlm --text="the movie was [MASK] ."
   python -m tfhf.predict --model_dir=runs/summarize --input_file=texts.jsonl --text_column=source
   python -m tfhf.predict --model_dir=savedmodels/summarize --text="GNU Emacs is ..."
+  python -m tfhf.predict --model_dir=savedmodels/translate --text="Insert Page Break"
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def main(argv: list[str]) -> None:
 
         folder = Path(_MODEL_DIR.value)
         if is_text_to_text_folder(folder / "model") or is_text_to_text_folder(folder):
-            _summarize(folder, texts)
+            _text_to_text(folder, texts)
             return
         version = saved_model_version(folder)
         generate = load_text_to_text_export(version) if version is not None else None
@@ -92,17 +94,18 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
 
 
-def _summarize(folder, texts: list[str]) -> None:
-    """Prints each text's summary, a line each, decoded as the run's test split was."""
+def _text_to_text(folder, texts: list[str]) -> None:
+    """Prints each text's summary or translation, a line each, decoded as the run's test
+    split was."""
     from tfhf.generation.seq2seq import DecodingSettings, TextToText
     from tfhf.models.loading import resolve_model
     from tfhf.models.model_folder import load_text_to_text_folder
 
     model, source, target, saved = load_text_to_text_folder(resolve_model(str(folder)))
     settings = DecodingSettings(**saved["decoding"])
-    summarize = TextToText(model, source, target, batch_size=_BATCH_SIZE.value)
-    for summary in summarize(texts, settings):
-        print(summary, flush=True)
+    outputs = TextToText(model, source, target, batch_size=_BATCH_SIZE.value)(texts, settings)
+    for output in outputs:
+        print(output, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""Summarization SavedModel: summaries per second at batch 1 and 8, greedy and 4 beams, and
-whether the export writes what `tfhf.generate` writes on the run's workdir.
+"""A summarize or translate SavedModel: outputs per second at batch 1 and 8, greedy and 4
+beams, and whether the export writes what `tfhf.generate` writes on the run's workdir.
 
-  python benchmarks/summarize_export_speed.py --export_dir=savedmodels/summarize \\
-      --workdir=runs/summarize
+  python benchmarks/text_to_text_export_speed.py --export_dir=savedmodels/summarize \\
+      --workdir=runs/summarize --dataset=debian_descriptions
+  python benchmarks/text_to_text_export_speed.py --export_dir=savedmodels/translate \\
+      --workdir=runs/translate --dataset=libreoffice_en_zh
 
-The texts are the first test-split sources of the packaged Debian descriptions. The export
-runs as TF Serving runs it: a plain graph, no XLA. `tfhf.generate` compiles with XLA.
+The texts are the first test-split sources of the packaged dataset. The export runs as TF
+Serving runs it: a plain graph, no XLA. `tfhf.generate` compiles with XLA.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 _EXPORT_DIR = flags.DEFINE_string("export_dir", "savedmodels/summarize", "Export root.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/summarize", "The run's workdir (parity).")
 _TEXTS = flags.DEFINE_integer("texts", 16, "Texts timed per figure (and compared).")
+_DATASET = flags.DEFINE_string("dataset", "debian_descriptions", "Packaged pairs to read.")
 
 CONTROLS = dict(
     length_penalty=1.0, temperature=0.0, top_k=0, top_p=1.0, seed=0
@@ -39,8 +42,10 @@ def main(argv):
     version = saved_model_version(Path(_EXPORT_DIR.value))
     if version is None:
         raise app.UsageError(f"no SavedModel version under {_EXPORT_DIR.value}")
-    texts = load_pairs(dataset="debian_descriptions").test.sources[: _TEXTS.value]
-    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+    texts = load_pairs(dataset=_DATASET.value).test.sources[: _TEXTS.value]
+    loaded = tf.saved_model.load(str(version))
+    serve = loaded.signatures["serving_default"]
+    (output,) = serve.structured_outputs  # "summary" or "translation"
     model, source, target, saved = load_text_to_text_folder(Path(_WORKDIR.value) / "model")
     run_settings = DecodingSettings(**saved["decoding"])
     max_new = run_settings.max_new_tokens
@@ -49,7 +54,7 @@ def main(argv):
     def call(batch, beams):
         inputs = dict(CONTROLS, max_new_tokens=max_new, num_beams=beams)
         inputs = {k: tf.constant([v]) for k, v in inputs.items()}
-        out = serve(text=tf.constant(batch), **inputs)["summary"].numpy()
+        out = serve(text=tf.constant(batch), **inputs)[output].numpy()
         return [t.decode("utf-8") for t in out]
 
     exported = {}
@@ -62,7 +67,7 @@ def main(argv):
             seconds = time.perf_counter() - start
             exported.setdefault(beams, outputs)
             name = "greedy" if beams == 1 else f"{beams} beams"
-            print(f"{name}, batch {size}: {len(texts) / seconds:.2f} summaries/s")
+            print(f"{name}, batch {size}: {len(texts) / seconds:.2f} {output}s/s")
     generate = TextToText(model, source, target)  # XLA, as tfhf.generate runs
     for beams in (1, 4):
         settings = DecodingSettings(
