@@ -67,7 +67,7 @@ def main(argv):
             seconds = time.perf_counter() - start
             exported.setdefault(beams, outputs)
             name = "greedy" if beams == 1 else f"{beams} beams"
-            print(f"{name}, batch {size}: {len(texts) / seconds:.2f} {output}s/s")
+            print(f"{name}, batch {size}: {len(texts) / seconds:.2f} texts/s")
     generate = TextToText(model, source, target)  # XLA, as tfhf.generate runs
     for beams in (1, 4):
         settings = DecodingSettings(

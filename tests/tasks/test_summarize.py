@@ -124,8 +124,8 @@ def test_targets_longer_than_the_limit_are_cut_and_counted(tiny_model_dir, tmp_p
         (dict(decoder="gpt2", decoder_width=30), r"--decoder_width \(30\) must be a multiple"),
         (dict(decoder="gpt2", target_vocab_size=257), "--target_vocab_size must be at least 258"),
         (
-            dict(decoder="gpt2", cross_attention_init="self_attention"),
-            "--cross_attention_init=self_attention needs --decoder=bert",
+            dict(decoder="gpt2", cross_attention_init="random"),
+            "--cross_attention_init=random needs --decoder=bert",
         ),
         (dict(tie_encoder_decoder=True), "--tie_encoder_decoder .* needs --nofreeze_encoder"),
         (

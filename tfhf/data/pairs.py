@@ -127,8 +127,9 @@ def load_debian_descriptions() -> PairData:
     )
 
 
-def load_libreoffice_en_zh() -> PairData:
-    """The packaged translation pairs (see `tfhf.data.libreoffice_en_zh`)."""
+def libreoffice_en_zh_builder():
+    """The prepared tfds builder of the packaged translation pairs (fetched and prepared on
+    first use), and the record of the Debian packages it was prepared from."""
     import hashlib
 
     from tfhf.data import assets, libreoffice_en_zh
@@ -145,6 +146,12 @@ def load_libreoffice_en_zh() -> PairData:
         ),
         manual_dir=str(folder),
     )
+    return builder, record
+
+
+def load_libreoffice_en_zh() -> PairData:
+    """The packaged translation pairs (see `tfhf.data.libreoffice_en_zh`)."""
+    builder, record = libreoffice_en_zh_builder()
     data = _from_tfds(builder, "libreoffice_en_zh", "source", "target", seed=0)
     versions = ", ".join(f"{p['name']} {p['version']}" for p in record["packages"])
     return dataclasses.replace(

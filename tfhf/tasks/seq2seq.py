@@ -62,8 +62,8 @@ class Seq2SeqConfig(ExportConfig):
     )
     cross_attention_init: str = setting(
         "random",
-        "How the decoder's new cross-attention starts: random, or self_attention (a copy of "
-        "the layer's pretrained self-attention).",
+        "--decoder=bert: how the decoder's new cross-attention starts: random, or "
+        "self_attention (a copy of the layer's pretrained self-attention).",
         choices=("random", "self_attention"),
     )
     decoder: str = setting(
@@ -151,8 +151,11 @@ class Seq2SeqConfig(ExportConfig):
                     f"--target_vocab_size must be at least 258 (256 bytes, <|endoftext|> and "
                     f"<pad>), got {self.target_vocab_size}"
                 )
-            if self.cross_attention_init == "self_attention":
-                problems.append("--cross_attention_init=self_attention needs --decoder=bert")
+            # A task whose default is self_attention means it for BERT decoders only.
+            if self.cross_attention_init != type(self)().cross_attention_init:
+                problems.append(
+                    f"--cross_attention_init={self.cross_attention_init} needs --decoder=bert"
+                )
             if self.tie_encoder_decoder:
                 problems.append("--tie_encoder_decoder needs --decoder=bert")
         else:
