@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tfhf.errors import TfhfError
 from tfhf.models import loading
+from tfhf.models.sparse_logits import at_weighted_positions
 
 
 def _relative_names(weights, depth: int) -> dict[str, object]:
@@ -110,9 +111,8 @@ def logits_at_targets(model, features, labels, weights, training):
 
     The vocabulary projection and the softmax over it cost the most per target position
     (30,522 words for a BERT decoder), and targets are padded to the longest in the
-    batch. Returns `(logits [n, vocab], labels [n], weights [n])` for the `n` real tokens,
-    the weights scaled so that Keras' mean over `n` equals its mean of the weighted loss
-    over every position. The gather has a data-dependent shape, so XLA cannot compile it.
+    batch. Returns `(logits [n, vocab], labels [n], weights [n])` for the `n` real tokens
+    (see `at_weighted_positions`).
     """
     import tensorflow as tf
 
@@ -135,15 +135,12 @@ def logits_at_targets(model, features, labels, weights, training):
         use_cache=False,
         training=training,
     )[0]
-    at = tf.where(weights > 0)
-    hidden = tf.gather_nd(hidden, at)[None]
+    hidden, labels, weights = at_weighted_positions(hidden, labels, weights)
     if gpt2:
         logits = tf.matmul(hidden, main.wte.weights, transpose_b=True)
     else:
         logits = decoder.mlm(sequence_output=hidden, training=training)
-    kept = tf.gather_nd(weights, at)
-    scale = tf.cast(tf.size(kept), kept.dtype) / tf.cast(tf.size(weights), kept.dtype)
-    return logits[0], tf.gather_nd(labels, at), kept * scale
+    return logits[0], labels, weights
 
 
 def freeze_encoder(model) -> None:

@@ -10,6 +10,7 @@ from tfhf.data.masking import MaskingRule
 from tfhf.errors import TfhfError
 from tfhf.models import loading
 from tfhf.models.model_folder import save_pretrained_folder
+from tfhf.models.sparse_logits import masked_lm_logits_at_masks
 from tfhf.runner import TrainingData
 from tfhf.tasks.registry import register_task
 from tfhf.tasks.task import Task
@@ -45,6 +46,9 @@ class MlmConfig(ScratchModelConfig):
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 192
+    dropout: float = setting(
+        0.1, "From scratch: dropout rate of the new BERT (hidden states and attention)."
+    )
     mlm_probability: float = setting(0.15, "Share of tokens (or words) to predict.")
     whole_word_masking: bool = setting(False, "Mask whole words, not word pieces.")
 
@@ -52,6 +56,8 @@ class MlmConfig(ScratchModelConfig):
         problems = super().problems()
         if not 0 < self.mlm_probability < 1:
             problems.append(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.max_seq_length < 8:
             problems.append(f"--max_seq_length must be at least 8, got {self.max_seq_length}")
         return problems
@@ -69,6 +75,8 @@ def new_bert(config: MlmConfig, tokenizer):
         intermediate_size=4 * config.n_embd,
         max_position_embeddings=config.max_seq_length,
         pad_token_id=tokenizer.pad_token_id,
+        hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.dropout,
     )
     model = transformers.TFBertForMaskedLM(bert_config)
     model(model.dummy_inputs, training=False)
@@ -164,6 +172,11 @@ class MaskedLanguageModelTask(Task):
                 f"of {masked}"
             ),
         )
+
+    def forward(self):
+        # The output layer at the chosen tokens only (15% by default), not every position;
+        # under XLA every shape must be static, so there it covers every position.
+        return None if self.config.jit_compile else masked_lm_logits_at_masks
 
     def save(self, model, folder):
         save_pretrained_folder(model, self.tokenizer, folder)
