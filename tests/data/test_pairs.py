@@ -152,6 +152,32 @@ def test_teacher_forcing_shifts_targets_and_masks_padding(preprocessors):
     assert (labels[weights == 0] == target.pad_id).all()
 
 
+def test_a_start_token_that_is_the_padding_id_is_still_read(preprocessors):
+    # T5 and Marian start every target with their padding id (decoder_start_token_id).
+    source, target = preprocessors
+
+    class PaddingStarts:
+        pad_id, unk_id = target.pad_id, target.unk_id
+
+        def tokenize(self, texts):
+            ids = target.tokenize(texts)
+            return tf.concat([tf.fill([ids.nrows(), 1], self.pad_id), ids[:, 1:]], axis=1)
+
+    ds = seq2seq_dataset(
+        ["the film was good", "a very dull and boring story"],
+        ["good", "dull boring story"],
+        source_preprocessor=source,
+        target_preprocessor=PaddingStarts(),
+        batch_size=4,
+        training=False,
+    )
+    for features, labels, weights in ds.as_numpy_iterator():
+        decoder_in, mask = features["decoder_input_ids"], features["decoder_attention_mask"]
+        assert (decoder_in[:, 0] == target.pad_id).all() and (mask[:, 0] == 1).all()
+        np.testing.assert_array_equal(mask[:, 1:], decoder_in[:, 1:] != target.pad_id)
+        np.testing.assert_array_equal(weights, labels != target.pad_id)
+
+
 def test_training_batches_reshuffle_and_weigh_real_tokens_to_average_one(preprocessors):
     source, target = preprocessors
     sources = [f"the film was {w}" for w in ("good", "bad", "dull", "fun", "great", "poor")] * 4

@@ -1,5 +1,6 @@
 """Encoder-decoder decoding: greedy and beam search agree with transformers' TF generate on
-tiny BERT and GPT-2 decoders, eager and under XLA, and their settings are checked."""
+tiny BERT and GPT-2 decoders and on tiny T5, BART and Marian checkpoints, eager and under XLA,
+and their settings are checked."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import tensorflow as tf
 import transformers
 
 from tfhf.errors import TfhfError
-from tfhf.generation.seq2seq import DecoderSteps, DecodingSettings, decode
+from tfhf.generation.seq2seq import (
+    CheckpointSteps,
+    DecodingSettings,
+    decode,
+    decoder_steps,
+)
 
 START, PAD = 2, 0
 
@@ -47,6 +53,26 @@ def tiny_pair(decoder: str):
     return transformers.TFEncoderDecoderModel(config=config)
 
 
+def tiny_checkpoint_model(kind: str):
+    """A random-init T5, BART or Marian of the same size and ids as `tiny_pair`."""
+    tf.keras.utils.set_random_seed(1)
+    ids = dict(vocab_size=40, pad_token_id=PAD, decoder_start_token_id=START, eos_token_id=3)
+    if kind == "t5":
+        config = transformers.T5Config(
+            d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2, initializer_factor=8.0,
+            **ids,
+        )  # fmt: skip
+    else:
+        layers = dict(
+            d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+            max_position_embeddings=64, init_std=0.3, forced_eos_token_id=None,
+        )  # fmt: skip
+        kinds = {"bart": transformers.BartConfig, "marian": transformers.MarianConfig}
+        config = kinds[kind](**layers, **ids)
+    return transformers.TFAutoModelForSeq2SeqLM.from_config(config)
+
+
 def sources():
     rng = np.random.default_rng(0)
     ids = rng.integers(4, 40, (4, 7)).astype(np.int32)
@@ -66,19 +92,27 @@ SETTINGS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["bert", "gpt2"])
-def pair(request):
+def with_an_end_it_writes(model):
     """(model, its decoder steps, the end token): the end token is one the model writes a few
     steps in, so that targets end early and every ending rule comes into play."""
-    model = tiny_pair(request.param)
     ids, mask = sources()
-    never = DecoderSteps(model, start_id=START, end_id=-1, pad_id=PAD)
+    never = decoder_steps(model, start_id=START, end_id=-1, pad_id=PAD)
     written = decode(never, ids, mask, DecodingSettings(max_new_tokens=8)).numpy()[:, 1:5]
     counts = np.bincount(written.ravel(), minlength=40)
     counts[[START, PAD]] = 0
     end = int(counts.argmax())
     model.config.eos_token_id = end
-    return model, DecoderSteps(model, start_id=START, end_id=end, pad_id=PAD), end
+    return model, decoder_steps(model, start_id=START, end_id=end, pad_id=PAD), end
+
+
+@pytest.fixture(scope="module", params=["bert", "gpt2"])
+def pair(request):
+    return with_an_end_it_writes(tiny_pair(request.param))
+
+
+@pytest.fixture(scope="module", params=["t5", "bart", "marian"])
+def checkpoint(request):
+    return with_an_end_it_writes(tiny_checkpoint_model(request.param))
 
 
 def transformers_ids(model, ids, mask, settings: DecodingSettings, end: int) -> np.ndarray:
@@ -118,6 +152,25 @@ def test_decoding_matches_transformers(pair, settings):
     ids, mask = sources()
     ours = decode(steps, ids, mask, settings).numpy()
     np.testing.assert_array_equal(ours, transformers_ids(model, ids, mask, settings, end))
+
+
+@pytest.mark.parametrize("settings", [SETTINGS[0], SETTINGS[5]], ids=str)
+def test_checkpoint_decoding_matches_transformers(checkpoint, settings):
+    model, steps, end = checkpoint
+    assert isinstance(steps, CheckpointSteps)
+    ids, mask = sources()
+    ours = decode(steps, ids, mask, settings).numpy()
+    np.testing.assert_array_equal(ours, transformers_ids(model, ids, mask, settings, end))
+
+
+def test_t5_decoding_under_xla_is_the_plain_graph_s():
+    # T5 finds a token's position from the cache, the one thing XLA could see otherwise.
+    _, steps, _ = with_an_end_it_writes(tiny_checkpoint_model("t5"))
+    ids, mask = sources()
+    compiled = tf.function(lambda i, m: decode(steps, i, m, SETTINGS[5]), jit_compile=True)
+    np.testing.assert_array_equal(
+        compiled(ids, mask).numpy(), decode(steps, ids, mask, SETTINGS[5]).numpy()
+    )
 
 
 @pytest.mark.parametrize("settings", [SETTINGS[1], SETTINGS[5]], ids=str)

@@ -268,8 +268,11 @@ def seq2seq_dataset(
         del features["token_type_ids"]
         decoder_input_ids = target[:, :-1]
         features["decoder_input_ids"] = decoder_input_ids
+        # The first input is the start token, which is the padding id itself for T5 and
+        # Marian (their decoder_start_token_id).
+        first = tf.equal(tf.range(tf.shape(decoder_input_ids)[1]), 0)[None, :]
         features["decoder_attention_mask"] = tf.cast(
-            tf.not_equal(decoder_input_ids, target_pad), tf.int32
+            tf.not_equal(decoder_input_ids, target_pad) | first, tf.int32
         )
         labels = target[:, 1:]
         return features, labels, tf.cast(tf.not_equal(labels, target_pad), tf.float32)

@@ -182,6 +182,53 @@ class DecoderSteps:
         return tf.nest.map_structure(lambda t: tf.gather(t, rows, axis=self.batch_axis), cache)
 
 
+class CheckpointSteps(DecoderSteps):
+    """A sequence-to-sequence checkpoint (transformers' `TFAutoModelForSeq2SeqLM`: T5, BART,
+    Marian) on the same fixed-size cache as `DecoderSteps`.
+
+    Their caches hold (self key, self value, cross key, cross value) per layer, batch first,
+    as BERT's do. BART and Marian take each token's position; T5's relative attention finds
+    it from the cache (its last non-zero slot), and counts the new token's own key, which
+    sits after the slots, as no distance at all: a decoder's relative positions ahead of the
+    query share the bucket of distance 0.
+    """
+
+    def __init__(self, model, *, start_id: int, end_id: int, pad_id: int):
+        self.model = model
+        self.start_id, self.end_id, self.pad_id = start_id, end_id, pad_id
+        self._gpt2 = False
+        self.batch_axis = 0
+        self._positions = model.config.model_type in ("bart", "marian")
+        self.vocab_size = int(model.config.vocab_size)
+
+    def encode(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tf.Tensor:
+        return self.model.get_encoder()(
+            input_ids=input_ids, attention_mask=attention_mask, training=False
+        ).last_hidden_state
+
+    def _decoder(self, tokens, position, attention_mask, past, encoded, encoder_mask):
+        rows = tf.shape(tokens)[0]
+        extra = {"decoder_position_ids": tf.fill([rows, 1], position)} if self._positions else {}
+        out = self.model(
+            input_ids=None,
+            encoder_outputs=(encoded,),
+            attention_mask=encoder_mask,
+            decoder_input_ids=tokens[:, None],
+            decoder_attention_mask=attention_mask,
+            past_key_values=past,
+            use_cache=True,
+            training=False,
+            **extra,
+        )
+        return tf.cast(out.logits[:, -1, :], tf.float32), out.past_key_values
+
+
+def decoder_steps(model, *, start_id: int, end_id: int, pad_id: int) -> DecoderSteps:
+    """The steps of `model`: a `TFEncoderDecoderModel` or a sequence-to-sequence checkpoint."""
+    kind = DecoderSteps if model.config.model_type == "encoder-decoder" else CheckpointSteps
+    return kind(model, start_id=start_id, end_id=end_id, pad_id=pad_id)
+
+
 def _no_repeat_mask(sequences, length, size: int, vocab: int):
     """[rows, vocab] True where a token would complete an n-gram of `size` that already
     occurs in `sequences[:, :length]` (as transformers' no-repeat-ngram processor)."""
@@ -448,7 +495,7 @@ class TextToText:
 
     def __init__(self, model, source, target, *, batch_size: int = 32, jit_compile: bool = True):
         self.source, self.target, self.batch_size = source, target, batch_size
-        self.steps = DecoderSteps(
+        self.steps = decoder_steps(
             model, start_id=target.cls_id, end_id=target.sep_id, pad_id=target.pad_id
         )
         self._decode = tf.function(self._ids, jit_compile=jit_compile)

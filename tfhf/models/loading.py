@@ -19,6 +19,12 @@ _HUB_FILES = [
     "model.safetensors",
     "vocab.txt",
     "tokenizer.json",
+    # The tokenizers of sequence-to-sequence checkpoints: T5's, Marian's, BART's.
+    "spiece.model",
+    "source.spm",
+    "target.spm",
+    "vocab.json",
+    "merges.txt",
     "tokenizer_config.json",
     "special_tokens_map.json",
 ]
@@ -35,7 +41,7 @@ def _check_folder(folder: Path, spec: str) -> Path:
         raise TfhfError(f"model folder {spec}: no config.json (expected HuggingFace format)")
     if not any((folder / w).exists() for w in _WEIGHT_FILES):
         raise TfhfError(f"model folder {spec}: no weights ({' or '.join(_WEIGHT_FILES)})")
-    names = ("vocab.txt", "vocab.json", "tokenizer.json")
+    names = ("vocab.txt", "vocab.json", "tokenizer.json", "spiece.model")
     if not any((folder / name).exists() for name in names):
         raise TfhfError(f"model folder {spec}: no tokenizer ({', '.join(names)})")
     return folder
@@ -131,8 +137,9 @@ def _load_weights(auto_class, folder: Path, config):
 
 def _load_task_model(folder: Path, kind: str, config=None, *, head: tuple[str, ...] = ()):
     """(model, names of head weights left fresh) for `folder`, with `kind` one of 'encoder',
-    'causal LM', 'masked LM', 'classifier'. Any fresh weight whose name has none of the `head` words
-    means the checkpoint does not fit its config, and is refused."""
+    'causal LM', 'masked LM', 'classifier', 'sequence-to-sequence LM'. Any fresh weight whose
+    name has none of the `head` words means the checkpoint does not fit its config, and is
+    refused."""
     import transformers
 
     mapping, auto_class = {
@@ -148,6 +155,10 @@ def _load_task_model(folder: Path, kind: str, config=None, *, head: tuple[str, .
         "classifier": (
             transformers.TF_MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
             transformers.TFAutoModelForSequenceClassification,
+        ),
+        "sequence-to-sequence LM": (
+            transformers.TF_MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING,
+            transformers.TFAutoModelForSeq2SeqLM,
         ),
     }[kind]
     config = config or transformers.AutoConfig.from_pretrained(folder)
@@ -200,6 +211,17 @@ def load_masked_lm(folder: Path):
         print(f"tfhf: encoder weights loaded from {folder}; new MLM head initialised", flush=True)
     else:
         print(f"tfhf: all weights, MLM head included, loaded from {folder}", flush=True)
+    return model
+
+
+def load_seq2seq_lm(folder: Path):
+    """A TF sequence-to-sequence checkpoint (`TFAutoModelForSeq2SeqLM`: T5, BART, Marian)
+    with every weight from `folder`."""
+    # Output layers tied to the shared embeddings, and BART's and Marian's constant
+    # logit biases, may be absent from a checkpoint.
+    model, _ = _load_task_model(
+        folder, "sequence-to-sequence LM", head=("lm_head", "final_logits_bias", "embed_positions")
+    )
     return model
 
 

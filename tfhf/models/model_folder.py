@@ -107,6 +107,22 @@ def save_text_to_text_folder(
     replace_folder(folder, fill)
 
 
+def save_checkpoint_text_to_text_folder(
+    model, tokenizer_folder: Path, folder: Path, *, settings: dict
+) -> None:
+    """A sequence-to-sequence checkpoint (T5, BART, Marian) with the tokenizer of
+    `tokenizer_folder` (the checkpoint it started from) and `settings` into `folder`,
+    replacing it whole."""
+    from transformers import AutoTokenizer
+
+    def fill(staging: Path) -> None:
+        model.save_pretrained(staging)
+        AutoTokenizer.from_pretrained(tokenizer_folder).save_pretrained(staging)
+        (staging / TEXT_TO_TEXT_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+    replace_folder(folder, fill)
+
+
 def is_text_to_text_folder(folder: Path) -> bool:
     """Whether `folder` was written by `save_text_to_text_folder`."""
     return (folder / TEXT_TO_TEXT_FILE).is_file()
@@ -114,11 +130,21 @@ def is_text_to_text_folder(folder: Path) -> bool:
 
 def load_text_to_text_folder(folder: Path):
     """(model, source preprocessor, target preprocessor, settings) from a folder written by
-    `save_text_to_text_folder`."""
-    from tfhf.models.seq2seq import load_encoder_decoder
+    `save_text_to_text_folder` or `save_checkpoint_text_to_text_folder`."""
+    from tfhf.models.seq2seq import is_checkpoint, load_text_to_text_model
 
     settings = json.loads((folder / TEXT_TO_TEXT_FILE).read_text())
-    model = load_encoder_decoder(folder)
+    model = load_text_to_text_model(folder)
+    if is_checkpoint(model.config):
+        from tfhf.tokenizers.checkpoint_text import checkpoint_texts
+
+        source, target = checkpoint_texts(
+            folder,
+            model.config,
+            source_length=settings["max_source_length"],
+            target_length=settings["max_target_length"] + 1,
+        )
+        return model, source, target, settings
     source, target = (
         BertPreprocessor(
             folder / "vocab.txt", lower_case=settings["lower_case"], max_seq_length=length

@@ -8,6 +8,7 @@ from pathlib import Path
 from tfhf.errors import TfhfError
 from tfhf.models import loading
 from tfhf.models.sparse_logits import at_weighted_positions
+from tfhf.tokenizers.checkpoint_text import SUPPORTED_TYPES as CHECKPOINT_TYPES
 
 
 def _relative_names(weights, depth: int) -> dict[str, object]:
@@ -143,16 +144,36 @@ def logits_at_targets(model, features, labels, weights, training):
     return logits[0], labels, weights
 
 
+def is_checkpoint(config) -> bool:
+    """Whether `config` is a sequence-to-sequence checkpoint's (T5, BART, Marian) rather
+    than a `TFEncoderDecoderModel`'s."""
+    return config.model_type in CHECKPOINT_TYPES
+
+
 def freeze_encoder(model) -> None:
-    """Trains `model`'s decoder only: no gradient reaches the encoder (its backward pass is
-    not computed at all), and its dropout is off, so that in training the decoder reads
-    the same encoder states it will read when generating."""
+    """Trains `model`'s decoder only: no gradient reaches the encoder's layers, and their
+    dropout is off, so that in training the decoder reads the same encoder states it will
+    read when generating. A bert2bert's encoder is not differentiated at all; the token
+    embeddings a T5, BART or Marian encoder shares with its decoder go on training."""
     import tf_keras
 
-    model.encoder.trainable = False
-    for layer in model.encoder._flatten_layers():
+    encoder = model.get_encoder()
+    encoder.trainable = False
+    if is_checkpoint(model.config):
+        model.get_input_embeddings().trainable = True
+    for layer in encoder._flatten_layers():
         if isinstance(layer, tf_keras.layers.Dropout):
             layer.rate = 0.0
+
+
+def load_text_to_text_model(folder: Path):
+    """The model of a tfhf summarize or translate workdir: a `TFEncoderDecoderModel` or a
+    sequence-to-sequence checkpoint."""
+    import transformers
+
+    if is_checkpoint(transformers.AutoConfig.from_pretrained(folder)):
+        return loading.load_seq2seq_lm(folder)
+    return load_encoder_decoder(folder)
 
 
 def load_encoder_decoder(folder: Path):

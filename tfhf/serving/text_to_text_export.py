@@ -16,11 +16,12 @@ import numpy as np
 import tensorflow as tf
 
 from tfhf.errors import TfhfError
-from tfhf.generation.seq2seq import DecoderSteps, DecodingSettings, decode
+from tfhf.generation.seq2seq import DecodingSettings, decode, decoder_steps
 from tfhf.serving.export import refuse_unless, save_version
 from tfhf.serving.warmup import WarmupRequest
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 from tfhf.tokenizers.bpe_targets import BpeTargets
+from tfhf.tokenizers.checkpoint_text import CheckpointText
 
 # (name, dtype) of the optional controls, in the signature's order.
 CONTROLS = (
@@ -47,8 +48,8 @@ class TextToTextServingModule(tf.Module):
     def __init__(
         self,
         model,
-        source: BertPreprocessor,
-        target: BertPreprocessor | BpeTargets,
+        source: BertPreprocessor | CheckpointText,
+        target: BertPreprocessor | BpeTargets | CheckpointText,
         defaults: DecodingSettings,
         *,
         output_name: str,
@@ -57,9 +58,11 @@ class TextToTextServingModule(tf.Module):
         defaults.check()
         self.weights = list(model.weights)
         self.source, self.target = source, target
-        self.steps = DecoderSteps(
+        self.steps = decoder_steps(
             model, start_id=target.cls_id, end_id=target.sep_id, pad_id=target.pad_id
         )
+        # A text of no words still gets its special tokens ([CLS] [SEP], or </s> alone).
+        self.empty_length = int(source.tokenize(tf.constant([""])).row_lengths()[0])
         self.fixed = defaults  # for min_new_tokens and no_repeat_ngram_size
         self.max_new_tokens_limit = _decoder_positions(model)
         if defaults.max_new_tokens > self.max_new_tokens_limit:
@@ -140,8 +143,8 @@ class TextToTextServingModule(tf.Module):
             refuse_unless(
                 (values["top_p"] > 0.0) & (values["top_p"] <= 1.0), "top_p must be in (0, 1]"
             ),
-            # [CLS] and [SEP] alone: nothing to read.
-            refuse_unless(lengths > 2, "empty text: give at least one word"),
+            # Special tokens alone: nothing to read.
+            refuse_unless(lengths > self.empty_length, "empty text: give at least one word"),
         ]
         # Nothing runs before every check has passed, so a bad request fails on its reason.
         with tf.control_dependencies(checks):
@@ -152,15 +155,20 @@ class TextToTextServingModule(tf.Module):
         return self.target.detokenize(decode(self.steps, input_ids, mask, settings))
 
 
+# T5's relative positions set no limit of their own; its checkpoints were trained on 512.
+T5_POSITIONS = 512
+
+
 def _decoder_positions(model) -> int:
     # GPT-2's config answers to this name too (its n_positions).
-    return int(model.config.decoder.max_position_embeddings)
+    config = getattr(model.config, "decoder", model.config)
+    return int(getattr(config, "max_position_embeddings", T5_POSITIONS))
 
 
 def export_text_to_text(
     model,
-    source: BertPreprocessor,
-    target: BertPreprocessor | BpeTargets,
+    source: BertPreprocessor | CheckpointText,
+    target: BertPreprocessor | BpeTargets | CheckpointText,
     defaults: DecodingSettings,
     export_dir: str | Path,
     *,

@@ -16,11 +16,16 @@ from tfhf.data import pairs, pipeline
 from tfhf.errors import TfhfError
 from tfhf.generation.seq2seq import DecodingSettings
 from tfhf.models import loading
-from tfhf.models.model_folder import TARGET_TOKENIZER, save_text_to_text_folder
+from tfhf.models.model_folder import (
+    TARGET_TOKENIZER,
+    save_checkpoint_text_to_text_folder,
+    save_text_to_text_folder,
+)
 from tfhf.models.seq2seq import (
     bert_encoder_gpt2_decoder,
     freeze_encoder,
     load_encoder_decoder,
+    load_text_to_text_model,
     logits_at_targets,
     warm_started_bert2bert,
 )
@@ -29,11 +34,24 @@ from tfhf.serving.text_to_text_export import export_text_to_text
 from tfhf.tasks.task import Task
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 from tfhf.tokenizers.bpe_targets import BpeTargets, train_target_bpe
+from tfhf.tokenizers.checkpoint_text import SUPPORTED_TYPES as CHECKPOINT_TYPES
+from tfhf.tokenizers.checkpoint_text import checkpoint_texts
 from tfhf.tokenizers.wordpiece import tokenizer_files
 from tfhf.training.evaluation import EvaluateTokensEachEpoch
 from tfhf.training.losses import SmoothedCrossEntropy
 
 SHOWN_EXAMPLES = 20
+# What builds a BERT encoder-decoder, and means nothing to a T5, BART or Marian checkpoint.
+_PAIR_SETTINGS = (
+    "decoder",
+    "decoder_layers",
+    "decoder_heads",
+    "decoder_width",
+    "target_vocab_size",
+    "cross_attention_init",
+    "tie_encoder_decoder",
+    "decoder_dropout",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +61,9 @@ class Seq2SeqConfig(ExportConfig):
     model: str = setting(
         "minilm-l6",
         "The BERT the encoder (and a BERT decoder) start from: 'minilm-l6' (packaged), a "
-        "local HuggingFace-format folder or a hub id; or a tfhf summarize or translate "
-        "workdir, to go on training its model.",
+        "local HuggingFace-format folder or a hub id; a T5, BART or Marian checkpoint "
+        "(t5-small, facebook/bart-base, Helsinki-NLP/opus-mt-en-zh), trained with its own "
+        "tokenizer; or a tfhf summarize or translate workdir, to go on training its model.",
     )
     dataset: str = setting(
         "debian_descriptions",
@@ -226,12 +245,75 @@ class Seq2SeqTask(Task):
 
     def build_model(self, runtime, scratch):
         config = self.config
+        kind = json.loads((self.folder / "config.json").read_text()).get("model_type")
+        self.checkpoint = kind in CHECKPOINT_TYPES
+        if self.checkpoint:
+            model = self._checkpoint_model(runtime, scratch, kind)
+        else:
+            model = self._encoder_decoder(runtime, scratch, kind)
+        if config.freeze_encoder:
+            freeze_encoder(model)
+        parts = (model.config, model.config)
+        if not self.checkpoint:
+            parts = (model.config.encoder, model.config.decoder)
+        limits = {
+            "--max_source_length": (config.max_source_length, parts[0]),
+            "--max_target_length": (config.max_target_length + 1, parts[1]),
+        }
+        for flag, (length, part) in limits.items():
+            # T5's relative positions have no limit.
+            positions = getattr(part, "max_position_embeddings", None)
+            if positions is not None and length > positions:
+                raise TfhfError(f"{flag}={length} exceeds the model's {positions} positions")
+        self.truncated = {}
+        for name in ("train", "validation", "test"):
+            counts = self.target.token_counts(tf.constant(getattr(self.data, name).targets))
+            self.truncated[name] = int(np.sum(counts.numpy() > config.max_target_length - 1))
+        if any(self.truncated.values()):
+            cut = ", ".join(f"{n} {name}" for name, n in self.truncated.items())
+            print(
+                f"tfhf: targets longer than {config.max_target_length} tokens are cut: {cut}",
+                flush=True,
+            )
+        return model
+
+    def _checkpoint_model(self, runtime, scratch, kind: str):
+        """A T5, BART or Marian checkpoint, with its own tokenizer on both sides."""
+        import transformers
+
+        config = self.config
+        defaults = type(config)()
+        changed = [n for n in _PAIR_SETTINGS if getattr(config, n) != getattr(defaults, n)]
+        if changed:
+            raise TfhfError(
+                f"{', '.join('--' + n for n in changed)}: settings of a BERT encoder-decoder; "
+                f"--model={config.model} is a {kind} checkpoint with a decoder of its own"
+            )
+        self.source, self.target = checkpoint_texts(
+            self.folder,
+            transformers.AutoConfig.from_pretrained(self.folder),
+            source_length=config.max_source_length,
+            target_length=config.max_target_length + 1,
+            asset_dir=scratch / "target_assets",
+        )
+        self.target_tokenizer = None
+        with runtime.building():
+            model = loading.load_seq2seq_lm(self.folder)
+        print(
+            f"tfhf: the {kind} checkpoint in {self.folder}, with its own tokenizer "
+            f"({model.count_params():,} parameters)",
+            flush=True,
+        )
+        return model
+
+    def _encoder_decoder(self, runtime, scratch, kind: str):
+        """A bert2bert, a BERT encoder with a new GPT-2 decoder, or a saved one of either."""
+        config = self.config
         self.vocab_file, self.lower_case = tokenizer_files(self.folder, scratch)
         self.source, self.target = (
             BertPreprocessor(self.vocab_file, lower_case=self.lower_case, max_seq_length=n)
             for n in (config.max_source_length, config.max_target_length + 1)
         )
-        kind = json.loads((self.folder / "config.json").read_text()).get("model_type")
         self.target_tokenizer = self._target_tokenizer(kind, scratch)
         if self.target_tokenizer is not None:
             # Its in-graph tables live in the scratch folder until the export is written.
@@ -267,27 +349,6 @@ class Seq2SeqTask(Task):
                     tie=config.tie_encoder_decoder,
                     dropout=config.decoder_dropout,
                 )
-        if config.freeze_encoder:
-            freeze_encoder(model)
-        limits = {
-            "--max_source_length": (config.max_source_length, model.config.encoder),
-            "--max_target_length": (config.max_target_length + 1, model.config.decoder),
-        }
-        for flag, (length, part) in limits.items():
-            if length > part.max_position_embeddings:
-                raise TfhfError(
-                    f"{flag}={length} exceeds the model's {part.max_position_embeddings} positions"
-                )
-        self.truncated = {}
-        for name in ("train", "validation", "test"):
-            counts = self.target.token_counts(tf.constant(getattr(self.data, name).targets))
-            self.truncated[name] = int(np.sum(counts.numpy() > config.max_target_length - 1))
-        if any(self.truncated.values()):
-            cut = ", ".join(f"{n} {name}" for name, n in self.truncated.items())
-            print(
-                f"tfhf: targets longer than {config.max_target_length} tokens are cut: {cut}",
-                flush=True,
-            )
         return model
 
     def _target_tokenizer(self, kind: str, scratch):
@@ -343,25 +404,30 @@ class Seq2SeqTask(Task):
 
     def forward(self):
         # Under XLA every shape must be static: the output layer then covers the padding too.
-        return None if self.config.jit_compile else logits_at_targets
+        # A checkpoint's output layer (T5's scaling, BART's logit bias) is its own.
+        return None if self.config.jit_compile or self.checkpoint else logits_at_targets
 
     def save(self, model, folder):
         config = self.config
+        settings = {
+            "max_source_length": config.max_source_length,
+            "max_target_length": config.max_target_length,
+            "decoding": dataclasses.asdict(config.decoding()),
+        }
+        if self.checkpoint:
+            save_checkpoint_text_to_text_folder(model, self.folder, folder, settings=settings)
+            return
         save_text_to_text_folder(
             model,
             self.vocab_file,
             folder,
             lower_case=self.lower_case,
             target_tokenizer=self.target_tokenizer,
-            settings={
-                "max_source_length": config.max_source_length,
-                "max_target_length": config.max_target_length,
-                "decoding": dataclasses.asdict(config.decoding()),
-            },
+            settings=settings,
         )
 
     def load_saved(self, folder):
-        return load_encoder_decoder(folder)
+        return load_text_to_text_model(folder)
 
     def export(self, model, export_dir):
         return export_text_to_text(
