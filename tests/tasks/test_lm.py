@@ -73,6 +73,22 @@ def test_loss_masking_ignores_whatever_fills_the_padding():
     assert abs(results[0]["perplexity"] - np.exp(results[0]["loss"])) < 1e-3
 
 
+def test_bits_per_character_count_what_the_predicted_tokens_spell(tiny_lm, lm_text):
+    from tfhf.tasks.lm import predicted_characters
+
+    _, tokenizer = tiny_lm
+    first, second = lm_text.splitlines()
+    ids = np.array(
+        tokenizer(first)["input_ids"] + [tokenizer.eos_token_id] + tokenizer(second)["input_ids"]
+    )
+    # One block: all but the first token are predicted; the separator spells nothing.
+    leading = len(tokenizer.decode(ids[:1]))
+    assert predicted_characters(tokenizer, ids, len(ids)) == len(first + second) - leading
+    # Blocks of 4 + 1: each block's first token is not predicted.
+    starts = sum(len(tokenizer.decode([i], skip_special_tokens=True)) for i in ids[::5])
+    assert predicted_characters(tokenizer, ids, 4) == len(first + second) - starts
+
+
 def test_gutenberg_header_and_footer_are_stripped():
     text = (
         "The Project Gutenberg EBook of Hamlet\nlicence words\n"
@@ -173,7 +189,11 @@ def test_short_training_run_learns_and_saves_a_loadable_model(tmp_path):
     metrics = run(lm_config(tmp_path, text))
     losses = metrics["train_loss_per_epoch"]
     assert losses[-1] < losses[0]
-    assert metrics["validation"]["perplexity"] < 300 / 4  # far better than uniform guessing
+    validation = metrics["validation"]
+    assert validation["perplexity"] < 300 / 4  # far better than uniform guessing
+    # Characters per token near 1 would mean the count ignores what each token spells.
+    tokens_per_character = validation["bits_per_character"] * np.log(2) / validation["loss"]
+    assert 0.1 < tokens_per_character < 0.6
     assert metrics["train_tokens_per_second"] > 0
     assert set(metrics["samples"]) == {"KING.\n", "ROMEO.\n", "Enter"}
     model = TFAutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from tfhf.config import ExportConfig, ScratchModelConfig, setting
 from tfhf.data import corpus, pipeline
 from tfhf.errors import TfhfError
@@ -52,6 +54,18 @@ class LmConfig(ScratchModelConfig, ExportConfig):
         if self.block_size < 2:
             problems.append(f"--block_size must be at least 2, got {self.block_size}")
         return problems
+
+
+def predicted_characters(tokenizer, ids: np.ndarray, block_size: int) -> int:
+    """How many characters the tokens that `lm_dataset` predicts in `ids` spell: every
+    token but the first of each block of `block_size + 1`. Special tokens spell none; a
+    token holding part of a multi-byte character counts as one."""
+    lengths = np.array(
+        [len(tokenizer.decode([i], skip_special_tokens=True)) for i in range(len(tokenizer))]
+    )
+    ids = np.asarray(ids)
+    predicted = np.arange(len(ids)) % (block_size + 1) != 0
+    return int(lengths[ids[predicted]].sum())
 
 
 def new_gpt2(config: LmConfig, tokenizer):
@@ -139,7 +153,10 @@ class LanguageModelTask(Task):
             train,
             examples=len(self.train_ids) // (config.block_size + 1),
             whole_batches=True,
-            validation=EvaluateTokensEachEpoch(validation),
+            validation=EvaluateTokensEachEpoch(
+                validation,
+                characters=predicted_characters(self.tokenizer, self.val_ids, config.block_size),
+            ),
             unit="tokens",
             units_per_example=config.block_size,
             detail=f" x {config.block_size} tokens",
@@ -170,7 +187,9 @@ class LanguageModelTask(Task):
     def summary(self, metrics: dict) -> str:
         shown = [f"--- sample ---\n{p}{text}\n" for p, text in metrics["samples"].items()]
         validation = metrics["validation"]
+        bits = validation.get("bits_per_character")
+        per_character = f", {bits:.4f} bits per character" if bits is not None else ""
         return "\n".join(shown) + (
             f"\ntfhf: validation loss {validation['loss']:.4f}, perplexity "
-            f"{validation['perplexity']:.2f}"
+            f"{validation['perplexity']:.2f}{per_character}"
         )

@@ -103,11 +103,17 @@ def evaluate_tokens(model, ds: tf.data.Dataset, *, scorer=None) -> dict[str, flo
 
 
 class EvaluateTokensEachEpoch(tf_keras.callbacks.Callback):
-    """`evaluate_tokens` on validation data after each epoch, as `val_*` log entries."""
+    """`evaluate_tokens` on validation data after each epoch, as `val_*` log entries.
 
-    def __init__(self, ds: tf.data.Dataset):
+    With `characters` (how many characters the weighted tokens spell), also bits per
+    character: the total loss in nats over the characters, divided by ln 2, a figure that
+    compares models whatever their tokenizer (character-level ones included).
+    """
+
+    def __init__(self, ds: tf.data.Dataset, *, characters: int | None = None):
         super().__init__()
         self.ds = ds
+        self.characters = characters
         self.results: list[dict[str, float]] = []
         self._scorer = None
 
@@ -115,6 +121,9 @@ class EvaluateTokensEachEpoch(tf_keras.callbacks.Callback):
         if self._scorer is None:
             self._scorer = token_scorer(self.model)
         result = evaluate_tokens(self.model, self.ds, scorer=self._scorer)
+        if self.characters:
+            nats = result["loss"] * result["tokens"]
+            result["bits_per_character"] = nats / self.characters / math.log(2)
         self.results.append(result)
         if logs is not None:
             logs.update({f"val_{k}": v for k, v in result.items() if k != "tokens"})
