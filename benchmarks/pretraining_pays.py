@@ -21,7 +21,9 @@ import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/pretraining_pays", "Where the runs go.")
 _PRETRAIN_STEPS = flags.DEFINE_integer(
-    "pretrain_steps", 600, "Steps of from-scratch MLM (batch 32 x 128 tokens)."
+    "pretrain_steps",
+    600,
+    "Steps of from-scratch MLM (batches of the mlm defaults: 16 x 128 tokens).",
 )
 _SMALL_EPOCHS = flags.DEFINE_integer("small_epochs", 3, "Classify epochs for the small BERT.")
 _SMALL_LR = flags.DEFINE_float("small_learning_rate", 3e-4, "Classify peak LR, small BERT.")

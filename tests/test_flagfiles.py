@@ -91,7 +91,7 @@ def test_no_task_inherits_another_tasks_defaults():
     classify, lm, mlm = ClassifyConfig(), LmConfig(), MlmConfig()
     assert (classify.model, lm.model, mlm.model) == ("minilm-l6", "", "")
     assert (classify.dataset, lm.dataset) == ("rotten_tomatoes", "shakespeare")
-    assert (lm.vocab_size, mlm.vocab_size) == (4096, 8192)
+    assert (lm.weight_decay, mlm.weight_decay) == (0.1, 0.01)
     assert not hasattr(classify, "block_size") and not hasattr(mlm, "export_dir")
 
 

@@ -93,12 +93,16 @@ def test_the_default_mlm_vocabulary_is_the_same_every_time(tmp_path):
     # The trainer lists the "##x" pieces in hash-table order, different in every training;
     # tfhf fixes the order, so that a seeded mlm run repeats itself.
     from tfhf.data import corpus
+    from tfhf.tasks.mlm import MlmConfig
     from tfhf.tokenizers import wordpiece
 
-    text = corpus.load_corpus(dataset="shakespeare+rotten_tomatoes")
+    defaults = MlmConfig()
+    text = corpus.load_corpus(dataset=defaults.dataset)
     vocabularies = set()
     for i in range(3):
-        wordpiece.train_wordpiece(text.train, vocab_size=8192, folder=tmp_path / str(i))
+        wordpiece.train_wordpiece(
+            text.train, vocab_size=defaults.vocab_size, folder=tmp_path / str(i)
+        )
         vocabularies.add((tmp_path / str(i) / "vocab.txt").read_text(encoding="utf-8"))
     assert len(vocabularies) == 1
 
