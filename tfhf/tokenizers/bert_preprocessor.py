@@ -16,6 +16,19 @@ def read_vocab(vocab_file: str | Path) -> list[str]:
         return [line.rstrip("\n") for line in f]
 
 
+def pack_ids(ids, pad_id: int) -> dict[str, tf.Tensor]:
+    """Model inputs from token ids (ragged, or dense padded with `pad_id`), padded with
+    `pad_id` to the longest row. A tokenizer never writes its padding id, so the padding id
+    marks padding exactly."""
+    if isinstance(ids, tf.RaggedTensor):
+        ids = ids.to_tensor(default_value=pad_id)
+    return {
+        "input_ids": ids,
+        "attention_mask": tf.cast(tf.not_equal(ids, pad_id), tf.int32),
+        "token_type_ids": tf.zeros_like(ids),
+    }
+
+
 class BertPreprocessor(tf.Module):
     """Raw text -> BERT inputs, entirely in TensorFlow ops.
 
@@ -101,15 +114,7 @@ class BertPreprocessor(tf.Module):
           ids: int32 ids, either ragged [batch, (tokens)] or dense [batch, length]
             already padded with `pad_id`.
         """
-        if isinstance(ids, tf.RaggedTensor):
-            ids = ids.to_tensor(default_value=self.pad_id)
-        # [PAD] never comes out of the tokenizer, so it marks padding exactly.
-        attention_mask = tf.cast(tf.not_equal(ids, self.pad_id), tf.int32)
-        return {
-            "input_ids": ids,
-            "attention_mask": attention_mask,
-            "token_type_ids": tf.zeros_like(ids),
-        }
+        return pack_ids(ids, self.pad_id)
 
     def __call__(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
         """`pack(tokenize(texts))`: a batch of raw strings to padded model inputs."""

@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from tfhf.errors import TfhfError
+from tfhf.tokenizers.bert_preprocessor import pack_ids
 from tfhf.tokenizers.byte_level_bpe import ByteLevelBPE
 
 SENTENCEPIECE_SPACE = "\u2581"
@@ -133,15 +134,7 @@ class CheckpointText(tf.Module):
 
     def pack(self, ids) -> dict[str, tf.Tensor]:
         """Model inputs from ids (ragged, or dense padded with `pad_id`)."""
-        if isinstance(ids, tf.RaggedTensor):
-            ids = ids.to_tensor(default_value=self.pad_id)
-        # A source never holds the padding id, so it marks padding exactly.
-        attention_mask = tf.cast(tf.not_equal(ids, self.pad_id), tf.int32)
-        return {
-            "input_ids": ids,
-            "attention_mask": attention_mask,
-            "token_type_ids": tf.zeros_like(ids),
-        }
+        return pack_ids(ids, self.pad_id)
 
     def __call__(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
         return self.pack(self.tokenize(texts))
