@@ -253,12 +253,12 @@ class Seq2SeqTask(Task):
             model = self._encoder_decoder(runtime, scratch, kind)
         if config.freeze_encoder:
             freeze_encoder(model)
-        parts = (model.config, model.config)
-        if not self.checkpoint:
-            parts = (model.config.encoder, model.config.decoder)
+        # A checkpoint's one config covers both sides.
+        encoder = getattr(model.config, "encoder", model.config)
+        decoder = getattr(model.config, "decoder", model.config)
         limits = {
-            "--max_source_length": (config.max_source_length, parts[0]),
-            "--max_target_length": (config.max_target_length + 1, parts[1]),
+            "--max_source_length": (config.max_source_length, encoder),
+            "--max_target_length": (config.max_target_length + 1, decoder),
         }
         for flag, (length, part) in limits.items():
             # T5's relative positions have no limit.

@@ -29,6 +29,12 @@ def pack_ids(ids, pad_id: int) -> dict[str, tf.Tensor]:
     }
 
 
+def before_first(ids: tf.Tensor, end_id: int) -> tf.Tensor:
+    """True at the positions of `ids` [batch, length] before the first `end_id` of each row
+    (all of a row that has none): the part of a generated sequence that is read."""
+    return tf.cumsum(tf.cast(tf.equal(ids, end_id), tf.int32), axis=1) == 0
+
+
 class BertPreprocessor(tf.Module):
     """Raw text -> BERT inputs, entirely in TensorFlow ops.
 
@@ -127,8 +133,7 @@ class BertPreprocessor(tf.Module):
         The text is lower-cased for an uncased vocabulary: the model writes what it reads.
         """
         ids = tf.cast(ids, tf.int32)
-        before_end = tf.cumsum(tf.cast(tf.equal(ids, self.sep_id), tf.int32), axis=1) == 0
-        kept = before_end & (ids != self.pad_id) & (ids != self.cls_id)
+        kept = before_first(ids, self.sep_id) & (ids != self.pad_id) & (ids != self.cls_id)
         pieces = tf.ragged.boolean_mask(ids, kept)
         words = self.tokenizer.detokenize(pieces)
         text = tf.strings.reduce_join(words, axis=-1, separator=" ")

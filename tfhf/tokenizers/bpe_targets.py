@@ -8,6 +8,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfhf.errors import TfhfError
+from tfhf.tokenizers.bert_preprocessor import before_first
 from tfhf.tokenizers.bpe import END_OF_TEXT, load_bpe, train_bpe
 from tfhf.tokenizers.byte_level_bpe import ByteLevelBPE
 
@@ -73,5 +74,5 @@ class BpeTargets(tf.Module):
     def detokenize(self, ids: tf.Tensor) -> tf.Tensor:
         """Text from generated ids [batch, length]: the tokens before the first end token."""
         ids = tf.cast(ids, tf.int32)
-        before_end = tf.cumsum(tf.cast(tf.equal(ids, self.sep_id), tf.int32), axis=1) == 0
-        return self.bpe.detokenize(tf.ragged.boolean_mask(ids, before_end & (ids != self.pad_id)))
+        kept = before_first(ids, self.sep_id) & (ids != self.pad_id)
+        return self.bpe.detokenize(tf.ragged.boolean_mask(ids, kept))

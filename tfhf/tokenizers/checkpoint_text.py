@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from tfhf.errors import TfhfError
-from tfhf.tokenizers.bert_preprocessor import pack_ids
+from tfhf.tokenizers.bert_preprocessor import before_first, pack_ids
 from tfhf.tokenizers.byte_level_bpe import ByteLevelBPE
 
 SENTENCEPIECE_SPACE = "\u2581"
@@ -143,9 +143,9 @@ class CheckpointText(tf.Module):
         """Text from generated ids [batch, length]: the tokens before the first end token,
         special tokens left out."""
         ids = tf.cast(ids, tf.int32)
-        before_end = tf.cumsum(tf.cast(tf.equal(ids, self.sep_id), tf.int32), axis=1) == 0
         special = tf.reduce_any(ids[..., None] == tf.constant(self.special_ids), axis=-1)
-        return self.pieces.detokenize(tf.ragged.boolean_mask(ids, before_end & ~special))
+        kept = before_first(ids, self.sep_id) & ~special
+        return self.pieces.detokenize(tf.ragged.boolean_mask(ids, kept))
 
 
 def _kind(config) -> str:
@@ -190,15 +190,17 @@ def checkpoint_texts(
         prefix = [int(tokenizer.bos_token_id)]
         sides = (bpe, bpe)
     else:
-        files = [folder / name for name in _SENTENCEPIECE_FILES[kind]]
-        missing = [str(f.name) for f in files if not f.is_file()]
+        names = _SENTENCEPIECE_FILES[kind]
+        missing = sorted({n for n in names if not (folder / n).is_file()})
         if missing:
             raise TfhfError(f"model folder {folder}: no {' or '.join(missing)} (its tokenizer)")
         vocab = tokenizer.get_vocab()
         if kind == "marian" and (folder / "target_vocab.json").is_file():
             raise TfhfError(f"model folder {folder}: separate source and target vocabularies")
         prefix = []
-        sides = tuple(_SentencePieces(f, vocab, common["unk_id"]) for f in files)
+        # T5's two sides share one model: one SentencePiece op and one pair of tables.
+        models = {n: _SentencePieces(folder / n, vocab, common["unk_id"]) for n in set(names)}
+        sides = tuple(models[n] for n in names)
     source = CheckpointText(
         sides[0], prefix=prefix, start_id=None, max_seq_length=source_length, **common
     )
