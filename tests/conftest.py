@@ -156,6 +156,21 @@ def run_module(
     )
 
 
+def run_bare_python(script: str, *args: str, stdin: str | None = None, timeout: int = 600):
+    """Runs `script` in a fresh interpreter with a bare environment (no tfhf on the path, as
+    a serving host would have it) and returns the JSON value of its last output line."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 # Prints the ops, of those named on stdin, that plain TensorFlow does not register.
 _NON_CORE = textwrap.dedent("""
     import json, sys
@@ -177,15 +192,6 @@ def non_core_ops():
         graph = saved.meta_graphs[0].graph_def
         ops = {node.op for node in graph.node}
         ops |= {node.op for f in graph.library.function for node in f.node_def}
-        proc = subprocess.run(
-            [sys.executable, "-c", _NON_CORE],
-            input=json.dumps(sorted(ops)),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+        return set(run_bare_python(_NON_CORE, stdin=json.dumps(sorted(ops)), timeout=300))
 
     return ops_outside_core

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_bare_python
 
 from tfhf.models.loading import load_sequence_classifier
 from tfhf.serving.export import export_classifier, next_version
@@ -68,15 +69,7 @@ _CLIENT = textwrap.dedent("""
 def test_savedmodel_answers_raw_text_without_tfhf_and_matches_python(exported):
     root, version_dir, _, _, expected = exported
     assert version_dir == root / "1"
-    proc = subprocess.run(
-        [sys.executable, "-c", _CLIENT, str(version_dir), json.dumps(TEXTS)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = run_bare_python(_CLIENT, str(version_dir), json.dumps(TEXTS), timeout=300)
     assert got["foreign"] == []
     probabilities = np.array(got["probabilities"])
     assert probabilities.shape == (len(TEXTS), len(LABELS))

@@ -4,12 +4,11 @@ generation that matches `tfhf.generate`, signature defaults, and refusals."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import tensorflow as tf
+from conftest import run_bare_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -143,15 +142,7 @@ _CLIENT = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def served(lm_exported):
     _, version_dir = lm_exported
-    proc = subprocess.run(
-        [sys.executable, "-c", _CLIENT, str(version_dir), json.dumps(PROMPTS), str(MAX_NEW)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_bare_python(_CLIENT, str(version_dir), json.dumps(PROMPTS), str(MAX_NEW))
 
 
 def test_greedy_export_equals_tfhf_generate_in_a_python_free_process(tiny_lm, served):

@@ -6,13 +6,11 @@ compared with transformers' in tests/tokenizers and tests/generation.)"""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import make_texts
+from conftest import make_texts, run_bare_python
 from seq2seq_checkpoints import tiny_checkpoint
 from test_summarize import tiny_config
 
@@ -88,15 +86,7 @@ _CLIENT = textwrap.dedent("""
 def test_the_export_writes_what_tfhf_writes_in_a_python_free_process(trained, non_core_ops):
     config, metrics = trained
     texts = [text for text, _ in make_texts(10, seed=9)]
-    proc = subprocess.run(
-        [sys.executable, "-c", _CLIENT, metrics["export"], json.dumps(texts)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_bare_python(_CLIENT, metrics["export"], json.dumps(texts))
     assert out["foreign"] == []
     model, source, target, _ = load_text_to_text_folder(Path(config.workdir) / "model")
     ours = TextToText(model, source, target, jit_compile=False)

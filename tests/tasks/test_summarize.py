@@ -4,14 +4,12 @@ baseline, the examples file, the saved model, and refusals."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NEGATIVE, POSITIVE, make_texts
+from conftest import NEGATIVE, POSITIVE, make_texts, run_bare_python
 
 from tfhf.errors import TfhfError
 from tfhf.generation.seq2seq import DecodingSettings, TextToText
@@ -271,15 +269,7 @@ def served(trained):
     config, metrics = trained
     blocks = (Path(config.workdir) / EXAMPLES_FILE).read_text().strip().split("\n\n")
     texts = [b.splitlines()[0].split(None, 1)[1] for b in blocks][:12]
-    proc = subprocess.run(
-        [sys.executable, "-c", _CLIENT, metrics["export"], json.dumps(texts)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return texts, json.loads(proc.stdout.strip().splitlines()[-1])
+    return texts, run_bare_python(_CLIENT, metrics["export"], json.dumps(texts))
 
 
 def test_the_export_writes_what_tfhf_writes_in_a_python_free_process(trained, served):

@@ -5,14 +5,12 @@ TensorFlow-only process, and UTF-8 that stays valid when output stops inside a c
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from conftest import make_texts
+from conftest import make_texts, run_bare_python
 
 from tfhf.errors import TfhfError
 from tfhf.generation.seq2seq import DecodingSettings, TextToText
@@ -117,15 +115,7 @@ _CLIENT = textwrap.dedent(
 def test_the_export_translates_as_tfhf_does_in_a_tensorflow_only_process(trained):
     config, metrics = trained
     texts = [text for text, _ in make_texts(6, seed=5)]
-    proc = subprocess.run(
-        [sys.executable, "-c", _CLIENT, metrics["export"], json.dumps(texts)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_bare_python(_CLIENT, metrics["export"], json.dumps(texts))
     assert out["foreign"] == []
     model, source, target, _ = load_text_to_text_folder(Path(config.workdir) / "model")
     ours = TextToText(model, source, target, jit_compile=False)
