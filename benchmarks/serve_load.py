@@ -4,6 +4,9 @@ without and with server-side batching.
   python benchmarks/serve_load.py --model_base_path=savedmodels/classify
   python benchmarks/serve_load.py --model_base_path=savedmodels/classify --requests=4000 \\
       --concurrency=32
+  git worktree add /tmp/tfhf-old <commit>
+  python benchmarks/serve_load.py --model_base_path=savedmodels/classify \\
+      --baseline_repo=/tmp/tfhf-old        # the same settings on an older server, same run
 
 For each setting the script starts the server on free loopback ports, waits for the model
 to be available, sends --requests single-text REST predict requests from --concurrency
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -34,6 +38,12 @@ _CONCURRENCY = flags.DEFINE_integer("concurrency", 16, "Client threads sending a
 _MAX_BATCH = flags.DEFINE_integer("max_batch_size", 16, "Batching run: largest batch.")
 _TIMEOUT = flags.DEFINE_integer("batch_timeout_micros", 5000, "Batching run: batch wait.")
 _MAX_SECONDS = flags.DEFINE_float("max_seconds", 600, "Stop a run after this long.")
+_BASELINE = flags.DEFINE_string(
+    "baseline_repo",
+    "",
+    "Another tfhf checkout (e.g. a `git worktree` of an older commit): every setting runs "
+    "on its server too, in the same run, for a side-by-side comparison.",
+)
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +70,7 @@ def _texts() -> list[str]:
     return list(data.test.texts)
 
 
-def _start_server(extra: list[str]) -> tuple[subprocess.Popen, int]:
+def _start_server(extra: list[str], repo: Path) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     proc = subprocess.Popen(
         [
@@ -68,12 +78,13 @@ def _start_server(extra: list[str]) -> tuple[subprocess.Popen, int]:
             "-m",
             "tfhf.serve",
             "--model_name=classify",
-            f"--model_base_path={_BASE.value}",
             f"--rest_api_port={port}",
             "--port=0",
+            f"--model_base_path={Path(_BASE.value).resolve()}",
             *extra,
         ],
-        cwd=_REPO,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -157,9 +168,18 @@ def main(argv: list[str]) -> None:
         f"model {_BASE.value}",
         flush=True,
     )
-    print(f"{'setting':<34}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'sent':>7}")
-    for name, extra in settings.items():
-        proc, port = _start_server(extra)
+    repos = {"": _REPO}
+    if _BASELINE.value:
+        repos = {"this checkout: ": _REPO, "baseline: ": Path(_BASELINE.value).resolve()}
+    runs = [
+        (label + name, extra, repo)
+        for label, repo in repos.items()
+        for name, extra in settings.items()
+    ]
+    width = max(len(name) for name, _, _ in runs) + 2
+    print(f"{'setting':<{width}}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'sent':>7}")
+    for name, extra, repo in runs:
+        proc, port = _start_server(extra, repo)
         try:
             _load(port, texts[:64])  # warm the connection pool and every batch size
             result = _load(port, texts)
@@ -167,7 +187,7 @@ def main(argv: list[str]) -> None:
             proc.terminate()
             proc.wait(timeout=60)
         print(
-            f"{name:<34}{result['requests_per_second']:>8.1f}{result['p50_ms']:>9.1f}"
+            f"{name:<{width}}{result['requests_per_second']:>8.1f}{result['p50_ms']:>9.1f}"
             f"{result['p99_ms']:>9.1f}{result['errors']:>8}{result['requests']:>7}",
             flush=True,
         )

@@ -50,6 +50,40 @@ _MAX_BODY = flags.DEFINE_integer(
 _MAX_INSTANCES = flags.DEFINE_integer(
     "max_instances", 1024, "Most instances (rows) in one request."
 )
+_ROWS_PER_CALL = flags.DEFINE_integer(
+    "max_rows_per_call",
+    64,
+    "A request with more rows runs in model calls of this many (same outputs, bounded "
+    "memory); 0 runs each request in one call.",
+)
+_BATCH_THREADS = flags.DEFINE_integer(
+    "num_batch_threads", 4, "Batching: threads that run batches (TF Serving's name)."
+)
+_REST_THREADS = flags.DEFINE_integer(
+    "rest_api_num_threads",
+    8,
+    "REST: requests parsed and run at once; more wait their turn (TF Serving's name).",
+)
+_REST_TIMEOUT = flags.DEFINE_integer(
+    "rest_api_timeout_in_ms",
+    30_000,
+    "REST: how long a request body may take to arrive (408 after) and how long an idle "
+    "connection stays open (TF Serving's name).",
+)
+_REST_CONNECTIONS = flags.DEFINE_integer(
+    "rest_api_max_connections",
+    0,
+    "REST: open connections; one more is answered 503. 0: the descriptor limit less 256, "
+    "at most 4096.",
+)
+_GRPC_THREADS = flags.DEFINE_integer(
+    "grpc_max_threads", 16, "gRPC: threads answering requests (TF Serving's name)."
+)
+_GRACE = flags.DEFINE_float(
+    "shutdown_grace_seconds",
+    30.0,
+    "On SIGTERM or SIGINT: how long requests in flight may run before the process exits.",
+)
 
 
 def main(argv: list[str]) -> None:
@@ -75,15 +109,33 @@ def main(argv: list[str]) -> None:
     for spec in specs:
         if not spec.base_path.is_dir():
             fail(f"model {spec.name}: base path {spec.base_path} is not a folder")
-    if _BATCHING.value and (_MAX_BATCH.value < 1 or _TIMEOUT.value < 0):
-        fail("--max_batch_size must be positive and --batch_timeout_micros not negative")
+    if _BATCHING.value and (_MAX_BATCH.value < 1 or _TIMEOUT.value < 0 or _BATCH_THREADS.value < 1):
+        fail(
+            "--max_batch_size and --num_batch_threads must be positive and "
+            "--batch_timeout_micros not negative"
+        )
+    for flag in (_REST_THREADS, _REST_TIMEOUT, _GRPC_THREADS):
+        if flag.value < 1:
+            fail(f"--{flag.name} must be positive")
+    for flag in (_ROWS_PER_CALL, _REST_CONNECTIONS, _GRACE):
+        if flag.value < 0:
+            fail(f"--{flag.name} must not be negative")
     if not (_REST_PORT.value or _GRPC_PORT.value):
         fail("both --rest_api_port and --port are 0: nothing to serve on")
 
     batching = None
     if _BATCHING.value:
-        batching = {"max_batch_size": _MAX_BATCH.value, "timeout": _TIMEOUT.value / 1e6}
-    manager = ms.ModelManager(specs, poll_seconds=_POLL.value, batching=batching)
+        batching = {
+            "max_batch_size": _MAX_BATCH.value,
+            "timeout": _TIMEOUT.value / 1e6,
+            "threads": _BATCH_THREADS.value,
+        }
+    manager = ms.ModelManager(
+        specs,
+        poll_seconds=_POLL.value,
+        batching=batching,
+        max_rows_per_call=_ROWS_PER_CALL.value,
+    )
     manager.start()
     for model in manager.models.values():
         if model.current is None:
@@ -101,8 +153,9 @@ def main(argv: list[str]) -> None:
             port=_GRPC_PORT.value,
             max_message_bytes=_MAX_BODY.value,
             max_instances=_MAX_INSTANCES.value,
+            workers=_GRPC_THREADS.value,
         )
-        servers.append(lambda: grpc_server.stop(grace=2).wait())
+        servers.append(lambda: grpc_server.stop(grace=_GRACE.value).wait())
         print(f"tfhf.serve: gRPC on {_HOST.value}:{port}", flush=True)
     if _REST_PORT.value:
         rest = ms.rest_server(
@@ -111,6 +164,10 @@ def main(argv: list[str]) -> None:
             port=_REST_PORT.value,
             max_body_bytes=_MAX_BODY.value,
             max_instances=_MAX_INSTANCES.value,
+            threads=_REST_THREADS.value,
+            timeout_seconds=_REST_TIMEOUT.value / 1000,
+            max_connections=_REST_CONNECTIONS.value or None,
+            grace_seconds=_GRACE.value,
         )
         threading.Thread(target=rest.serve_forever, daemon=True).start()
         servers.append(rest.shutdown)
@@ -118,9 +175,16 @@ def main(argv: list[str]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
     stopped.wait()
-    for stop in servers:
-        stop()
+    # Both front ends stop listening at once and finish what is in flight together; only
+    # then does the process exit, so no thread is inside TensorFlow as Python shuts down.
+    print("tfhf.serve: stopping; finishing the requests in flight", flush=True)
+    stoppers = [threading.Thread(target=stop) for stop in servers]
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join()
     manager.stop()
+    print("tfhf.serve: stopped", flush=True)
 
 
 if __name__ == "__main__":

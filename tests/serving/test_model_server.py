@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import free_ports, run_module
+from sleeper_model import export_sleeper
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -50,7 +51,7 @@ class Running:
     def __init__(self, specs, **manager_args):
         self.manager = ms.ModelManager(specs, **manager_args)
         self.manager.start()
-        self.rest = ms.rest_server(self.manager, port=0, max_body_bytes=20_000, max_instances=8)
+        self.rest = ms.rest_server(self.manager, port=0, max_body_bytes=200_000, max_instances=8)
         threading.Thread(target=self.rest.serve_forever, daemon=True).start()
         self.rest_port = self.rest.server_address[1]
         self.grpc, self.grpc_port = ms.grpc_server(self.manager, port=0, max_instances=8)
@@ -176,7 +177,7 @@ def test_rest_predict_rows_and_columns_match_the_model(served):
         (
             "POST",
             "/v1/models/classify:predict",
-            {"instances": ["x" * 30_000]},
+            {"instances": ["x" * 300_000]},
             413,
             "exceeds the limit",
         ),
@@ -376,7 +377,7 @@ def test_status_requests_never_see_a_version_switch_half_done(tmp_path, monkeypa
     class Instant:
         """Loads in no time, so versions switch as fast as `poll` runs."""
 
-        def __init__(self, name, version, path, *, batching=None):
+        def __init__(self, name, version, path, **_):
             self.version = version
 
         def warm_up(self):
@@ -449,9 +450,11 @@ def test_cli_serves_a_model_config_and_stops_on_sigterm(classifier, tmp_path):
 
     model, preprocessor = classifier
     export_classifier(model, preprocessor, LABELS, tmp_path / "c")
+    export_sleeper(tmp_path / "s")
     config = tmp_path / "models.config"
     config.write_text(
-        f'model_config_list {{ config {{ name: "c" base_path: "{tmp_path / "c"}" }} }}'
+        f'model_config_list {{ config {{ name: "c" base_path: "{tmp_path / "c"}" }} '
+        f'config {{ name: "s" base_path: "{tmp_path / "s"}" }} }}'
     )
     rest_port, grpc_port = free_ports(2)
     proc = subprocess.Popen(
@@ -482,8 +485,26 @@ def test_cli_serves_a_model_config_and_stops_on_sigterm(classifier, tmp_path):
         response = connection.getresponse()
         assert response.status == 200
         assert len(json.loads(response.read())["predictions"]) == len(TEXTS)
+
+        # SIGTERM with 8 requests in flight: each still gets its answer, then exit 0.
+        answers = []
+
+        def slow_request():
+            client = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=60)
+            client.request("POST", "/v1/models/s:predict", json.dumps({"instances": [1.5]}))
+            reply = client.getresponse()
+            answers.append((reply.status, json.loads(reply.read())))
+
+        in_flight = [threading.Thread(target=slow_request) for _ in range(8)]
+        for thread in in_flight:
+            thread.start()
+        time.sleep(0.7)
         proc.terminate()
+        for thread in in_flight:
+            thread.join()
+        assert answers == [(200, {"predictions": [3.0]})] * 8
         assert proc.wait(timeout=30) == 0
+        assert "tfhf.serve: stopped" in proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -512,10 +533,21 @@ def test_lm_export_answers_prompts_with_the_signature_defaults_filled_in(tiny_lm
         status, payload = running.http("POST", "/v1/models/lm:predict", body)
         assert status == 200, payload
         assert len(tokenizer.encode(payload["outputs"][0])) <= 3
-        status, payload = running.http(
-            "POST", "/v1/models/lm:predict", {"inputs": {"prompt": ["To be"], "top_p": [2.0]}}
-        )
-        assert status == 400 and "top_p" in payload["error"]
+        for controls, message in (
+            ({"top_p": [2.0]}, "top_p must be in (0, 1]"),
+            ({"temperature": [float("inf")]}, "finite positive number"),
+            # 2**31 - 1 plus the prompt's length wraps around in int32 arithmetic.
+            ({"max_new_tokens": [2**31 - 1]}, f"context of {model.config.n_positions}"),
+        ):
+            body = {"inputs": {"prompt": ["To be"], **controls}}
+            status, payload = running.http("POST", "/v1/models/lm:predict", body)
+            assert status == 400 and payload["error"].endswith(message), payload
+        # Refused on its byte count, before the tokenizer reads 100 KB.
+        start = time.monotonic()
+        body = {"instances": ["To be or not " * 8000]}
+        status, payload = running.http("POST", "/v1/models/lm:predict", body)
+        assert status == 400 and "cannot fit the model context" in payload["error"]
+        assert time.monotonic() - start < 5
     finally:
         running.stop()
 

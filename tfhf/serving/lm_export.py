@@ -104,16 +104,28 @@ class LanguageModelServingModule(tf.Module):
         top_k = self._per_prompt("top_k", top_k, batch)
         top_p = self._per_prompt("top_p", top_p, batch)
         seed = self._per_prompt("seed", seed, batch)
-        ids = self.tokenizer.tokenize(prompt)
+        # No token spells more than `longest_token_bytes`, so a longer prompt cannot fit the
+        # context: refused before tokenizing it, which costs time and memory by the byte.
+        most = (self.context - 1) * self.tokenizer.longest_token_bytes
+        fits = refuse_unless(
+            tf.strings.length(prompt) <= most,
+            f"prompt longer than {most} bytes: it cannot fit the model context of "
+            f"{self.context} tokens",
+        )
+        with tf.control_dependencies([fits]):
+            ids = self.tokenizer.tokenize(prompt)
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         checks = [
             refuse_unless(max_new_tokens >= 1, "max_new_tokens must be at least 1"),
-            refuse_unless(temperature >= 0.0, "temperature must be 0 (greedy) or positive"),
+            refuse_unless(
+                (temperature >= 0.0) & tf.math.is_finite(temperature),
+                "temperature must be 0 (greedy) or a finite positive number",
+            ),
             refuse_unless(top_k >= 0, "top_k must be 0 (off) or positive"),
             refuse_unless((top_p > 0.0) & (top_p <= 1.0), "top_p must be in (0, 1]"),
             refuse_unless(lengths >= 1, "empty prompt: give at least one character"),
-            refuse_unless(
-                lengths + max_new_tokens <= self.context,
+            refuse_unless(  # subtracted, not added: a huge max_new_tokens must not wrap
+                max_new_tokens <= self.context - lengths,
                 f"prompt tokens plus max_new_tokens exceed the model context of {self.context}",
             ),
         ]

@@ -134,7 +134,10 @@ class TextToTextServingModule(tf.Module):
                 (values["num_beams"] >= 1) & (values["num_beams"] <= MAX_BEAMS),
                 f"num_beams must be in [1, {MAX_BEAMS}]",
             ),
-            refuse_unless(values["temperature"] >= 0.0, "temperature must be 0 or positive"),
+            refuse_unless(
+                (values["temperature"] >= 0.0) & tf.math.is_finite(values["temperature"]),
+                "temperature must be 0 or a finite positive number",
+            ),
             refuse_unless(
                 (values["temperature"] == 0.0) | (values["num_beams"] == 1),
                 "sampling (temperature above 0) needs num_beams 1",

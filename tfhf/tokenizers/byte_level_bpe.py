@@ -95,6 +95,10 @@ class ByteLevelBPE(tf.Module):
         for token in added_tokens:
             if token not in vocab:
                 raise TfhfError(f"added token {token!r} is not in the vocabulary")
+        # Every token but an added one spells one byte per symbol.
+        self.longest_token_bytes = max(
+            len(t.encode()) if t in added_tokens else len(t) for t in vocab
+        )
         asset_dir = Path(asset_dir)
         asset_dir.mkdir(parents=True, exist_ok=True)
         tokens_file = asset_dir / "bpe_tokens.txt"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 
@@ -19,7 +20,8 @@ class Batcher:
 
     A request joins a batch when each of its inputs has the request's row count as its
     first dimension (so rows can be stacked and split again); others run alone. A batch
-    runs when it holds `max_batch_size` rows or `timeout` seconds after its first request.
+    runs when it holds `max_batch_size` rows or `timeout` seconds after its first request,
+    on one of `threads` threads kept for the purpose (one more thread keeps the time).
 
     Example:
       >>> batcher = Batcher(lambda x: {"y": x["x"] * 2}, max_batch_size=8, timeout=0.01)
@@ -27,20 +29,22 @@ class Batcher:
       [2, 4]
     """
 
-    def __init__(self, run: Callable, *, max_batch_size: int, timeout: float):
+    def __init__(self, run: Callable, *, max_batch_size: int, timeout: float, threads: int = 4):
         self._run = run
         self.max_batch_size = max_batch_size
         self.timeout = timeout
-        self._lock = threading.Lock()
+        self._pool = futures.ThreadPoolExecutor(threads, thread_name_prefix="tfhf-batch")
+        self._due = threading.Condition()
         self._pending: list[_Pending] = []
-        self._timer: threading.Timer | None = None
+        self._deadline: float | None = None
+        threading.Thread(target=self._flush_when_due, daemon=True, name="tfhf-batch-timer").start()
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = _rows_of(inputs)
+        rows = rows_of(inputs)
         if rows is None or rows > self.max_batch_size:
             return self._run(inputs)
         future: futures.Future = futures.Future()
-        with self._lock:
+        with self._due:
             pending_rows = sum(r for _, r, _ in self._pending)
             if self._pending and (
                 not _stackable(self._pending[0][0], inputs)
@@ -50,23 +54,26 @@ class Batcher:
             self._pending.append((inputs, rows, future))
             if sum(r for _, r, _ in self._pending) >= self.max_batch_size:
                 self._flush_locked()
-            elif self._timer is None:
-                self._timer = threading.Timer(self.timeout, self._flush)
-                self._timer.daemon = True
-                self._timer.start()
+            elif self._deadline is None:
+                self._deadline = time.monotonic() + self.timeout
+                self._due.notify()
         return future.result()
 
-    def _flush(self) -> None:
-        with self._lock:
-            self._flush_locked()
+    def _flush_when_due(self) -> None:
+        with self._due:
+            while True:
+                if self._deadline is None:
+                    self._due.wait()
+                elif (left := self._deadline - time.monotonic()) > 0:
+                    self._due.wait(left)
+                else:
+                    self._flush_locked()
 
     def _flush_locked(self) -> None:
         batch, self._pending = self._pending, []
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
         if batch:
-            threading.Thread(target=self._run_batch, args=(batch,), daemon=True).start()
+            self._pool.submit(self._run_batch, batch)
 
     def _run_batch(self, batch: list[_Pending]) -> None:
         try:
@@ -101,7 +108,8 @@ class Batcher:
                 future.set_exception(e)
 
 
-def _rows_of(inputs: dict[str, np.ndarray]) -> int | None:
+def rows_of(inputs: dict[str, np.ndarray]) -> int | None:
+    """The first dimension every input shares, or None (a scalar, or dimensions differ)."""
     firsts = {np.shape(v)[0] if np.ndim(v) else None for v in inputs.values()}
     if len(firsts) != 1 or None in firsts:
         return None

@@ -1,4 +1,4 @@
-"""The two kinds of refusal both front ends translate into status codes."""
+"""The refusals both front ends translate into status codes."""
 
 
 class RequestError(Exception):
@@ -7,3 +7,7 @@ class RequestError(Exception):
 
 class NotFound(Exception):
     """Unknown model, version or signature: HTTP 404 / gRPC NOT_FOUND."""
+
+
+class Cancelled(Exception):
+    """The client went away before its request was done: the rest of the work is skipped."""

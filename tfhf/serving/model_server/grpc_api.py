@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import any_pb2
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -20,7 +21,7 @@ from tensorflow_serving.apis import (
     status_pb2,
 )
 
-from tfhf.serving.model_server.errors import NotFound, RequestError
+from tfhf.serving.model_server.errors import Cancelled, NotFound, RequestError
 from tfhf.serving.model_server.manager import ModelManager
 from tfhf.serving.model_server.tensors import check_rows
 
@@ -83,7 +84,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             signature = request.model_spec.signature_name or "serving_default"
             inputs = {name: self._decoded(name, proto) for name, proto in request.inputs.items()}
             check_rows(inputs, max_instances=self.max_instances)
-            outputs = servable.predict(signature, inputs)
+            outputs = servable.predict(signature, inputs, cancelled=lambda: not context.is_active())
             wanted = list(request.output_filter) or list(outputs)
             missing = [k for k in wanted if k not in outputs]
             if missing:
@@ -95,7 +96,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             for k in wanted:
                 response.outputs[k].CopyFrom(tf.make_tensor_proto(outputs[k]))
             return response
-        except (RequestError, NotFound) as e:
+        except (RequestError, NotFound, Cancelled) as e:
             _abort(context, e)
 
     def GetModelMetadata(self, request, context):  # noqa: N802
@@ -119,8 +120,26 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         # A tensor declares its shape apart from its values: a few bytes on the wire may
         # declare terabytes, so the shape is checked before anything is allocated.
         dims = [d.size for d in proto.tensor_shape.dim]
-        if any(d < 0 for d in dims) or int(np.prod(dims)) > self.max_message_bytes:
+        count = int(np.prod(dims, dtype=object))
+        if any(d < 0 for d in dims) or count > self.max_message_bytes:
             raise RequestError(f"input '{name}' declares an invalid shape {dims}")
+        if proto.dtype not in _REQUEST_DTYPES:
+            kind = types_pb2.DataType.Name(proto.dtype) if proto.dtype in _DTYPE_NAMES else "?"
+            raise RequestError(
+                f"input '{name}' has dtype {kind}; requests carry numbers, booleans or strings"
+            )
+        # One value fills the whole declared shape when decoded: a 3.5 MB string declared
+        # [1000] would become 3.5 GB. The decoded size is bounded like the message.
+        if proto.dtype == types_pb2.DT_STRING:
+            values = proto.string_val
+            size = count * len(values[0]) if len(values) == 1 else sum(map(len, values))
+        else:
+            size = count * tf.dtypes.as_dtype(proto.dtype).size
+        if size > self.max_message_bytes:
+            raise RequestError(
+                f"input '{name}' decodes to {size} bytes, over this server's limit of "
+                f"{self.max_message_bytes}"
+            )
         try:
             return tf.make_ndarray(proto)
         except (TypeError, ValueError, KeyError) as e:
@@ -161,7 +180,29 @@ def _version_of(spec: model_pb2.ModelSpec) -> int | None:
 
 
 def _abort(context: grpc.ServicerContext, e: Exception) -> NoReturn:
-    code = (
-        grpc.StatusCode.NOT_FOUND if isinstance(e, NotFound) else grpc.StatusCode.INVALID_ARGUMENT
-    )
+    if isinstance(e, NotFound):
+        code = grpc.StatusCode.NOT_FOUND
+    elif isinstance(e, Cancelled):
+        code = grpc.StatusCode.CANCELLED
+    else:
+        code = grpc.StatusCode.INVALID_ARGUMENT
     context.abort(code, str(e))
+
+
+_REQUEST_DTYPES = {
+    types_pb2.DT_FLOAT,
+    types_pb2.DT_DOUBLE,
+    types_pb2.DT_HALF,
+    types_pb2.DT_BFLOAT16,
+    types_pb2.DT_INT8,
+    types_pb2.DT_INT16,
+    types_pb2.DT_INT32,
+    types_pb2.DT_INT64,
+    types_pb2.DT_UINT8,
+    types_pb2.DT_UINT16,
+    types_pb2.DT_UINT32,
+    types_pb2.DT_UINT64,
+    types_pb2.DT_BOOL,
+    types_pb2.DT_STRING,
+}
+_DTYPE_NAMES = set(types_pb2.DataType.values())

@@ -19,6 +19,7 @@ class ModelManager:
       specs: The models to serve.
       poll_seconds: How often to look for new versions; 0 looks only in `start`.
       batching: `Batcher` arguments for every model, or None.
+      max_rows_per_call: Requests with more rows run in parts this size (`Servable`).
     """
 
     def __init__(
@@ -27,8 +28,12 @@ class ModelManager:
         *,
         poll_seconds: float = 1.0,
         batching: dict | None = None,
+        max_rows_per_call: int = 64,
     ):
-        self.models = {s.name: ServedModel(s, batching=batching) for s in specs}
+        self.models = {
+            s.name: ServedModel(s, batching=batching, max_rows_per_call=max_rows_per_call)
+            for s in specs
+        }
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

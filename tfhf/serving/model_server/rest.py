@@ -1,90 +1,193 @@
-"""TF Serving's REST API: /v1/models/NAME[/versions/V][/metadata|:predict]."""
+"""TF Serving's REST API: /v1/models/NAME[/versions/V][/metadata|:predict], on aiohttp.
+
+aiohttp parses HTTP (it refuses `Transfer-Encoding` beside `Content-Length`, duplicate
+lengths and over-long header lines, percent-decodes paths, keeps connections alive and
+closes idle ones, drains an unread body before answering); the event loop only moves
+bytes. Parsing JSON and running the model happen in a bounded thread pool, so a slow
+request never stalls the others' I/O and the work in flight is capped.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Callable
+import resource
+import socket
+import threading
+from concurrent import futures
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from aiohttp import http_exceptions, web
 from google.protobuf import json_format
 
 from tfhf.serving.model_server.config import is_decimal
 from tfhf.serving.model_server.errors import NotFound, RequestError
 from tfhf.serving.model_server.manager import ModelManager
-from tfhf.serving.model_server.tensors import parse_predict_body, predict_response
+from tfhf.serving.model_server.tensors import check_depth, parse_predict_body, predict_response
 
 log = logging.getLogger("tfhf.serve")
 
 
-class RestServer(ThreadingHTTPServer):
-    """An HTTP server holding what its `RestHandler`s answer from."""
+class _QuietProtocolErrors(logging.Filter):
+    """Drops aiohttp's traceback for a malformed request or a client that left: the
+    client got its 400 (or nothing to get), and hostile traffic must not flood the log."""
 
-    daemon_threads = True
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, (http_exceptions.HttpProcessingError, ConnectionError))
+
+
+_http_log = logging.getLogger("tfhf.serve.http")
+_http_log.addFilter(_QuietProtocolErrors())
+
+
+def default_max_connections() -> int:
+    """Open connections the process can hold: its descriptor limit less a reserve for
+    model files, gRPC and logs, at most 4096."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, min(4096, soft - 256))
+
+
+class RestServer:
+    """TF Serving's REST API over a `ModelManager`, on aiohttp in its own event loop.
+
+    The socket is bound on construction (so `server_address` is known at once);
+    `serve_forever` runs the loop in the calling thread until `shutdown`.
+    """
 
     def __init__(
         self,
-        address: tuple[str, int],
         manager: ModelManager,
         *,
+        host: str,
+        port: int,
         max_body_bytes: int,
         max_instances: int,
+        threads: int,
+        timeout_seconds: float,
+        max_connections: int,
+        backlog: int,
+        grace_seconds: float,
     ):
         self.manager = manager
         self.max_body_bytes = max_body_bytes
         self.max_instances = max_instances
-        super().__init__(address, RestHandler)
+        self.timeout_seconds = timeout_seconds
+        self.max_connections = max_connections
+        self.backlog = backlog
+        self.grace_seconds = grace_seconds
+        self._socket = socket.create_server((host, port), backlog=backlog)
+        self.server_address = self._socket.getsockname()[:2]
+        self._pool = futures.ThreadPoolExecutor(threads, thread_name_prefix="tfhf-rest")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._running = threading.Event()
+        self._finished = threading.Event()
 
+    def serve_forever(self) -> None:
+        """Answers requests until `shutdown` is called (from another thread)."""
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self._finished.set()
 
-def rest_server(
-    manager: ModelManager,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8501,
-    max_body_bytes: int = 4 << 20,
-    max_instances: int = 1024,
-) -> RestServer:
-    """TF Serving's REST API over `manager`, not yet serving (call `serve_forever`).
+    def shutdown(self) -> None:
+        """Stops accepting connections, lets the requests in flight finish (for at most
+        `grace_seconds`), then returns."""
+        if self._running.wait(timeout=30) and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._finished.wait()
+        else:
+            self._socket.close()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
-    Args:
-      manager: The models to answer for.
-      host: Address to bind.
-      port: Port to bind; 0 picks a free one (see `server_address`).
-      max_body_bytes: Larger request bodies are refused with 413.
-      max_instances: Most rows in one predict request.
-    """
-    return RestServer(
-        (host, port), manager, max_body_bytes=max_body_bytes, max_instances=max_instances
-    )
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server = _CappedServer(
+            self._handle,
+            max_connections=self.max_connections,
+            handler_cancellation=True,  # a client that leaves cancels its request's wait
+            keepalive_timeout=self.timeout_seconds,
+            logger=_http_log,
+            access_log=None,
+            max_line_size=8190,
+            max_field_size=8190,
+            max_headers=100,
+            # After an early answer (413, 408) the unread rest of a body is drained for
+            # this long before closing: the client reads its answer rather than a reset.
+            lingering_time=2.0,
+        )
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=self.grace_seconds)
+        await runner.setup()
+        await web.SockSite(runner, self._socket, backlog=self.backlog).start()
+        self._running.set()
+        await self._stop.wait()
+        await runner.cleanup()
 
+    async def _handle(self, request: web.BaseRequest) -> web.Response:
+        cancelled = threading.Event()
+        try:
+            if request.method == "GET":
+                payload = await self._in_pool(self._get, request.path)
+            elif request.method == "POST":
+                raw = await self._body(request)
+                payload = await self._in_pool(self._post, request.path, raw, cancelled)
+            else:
+                raise _NotAllowed(f"method {request.method} is not supported; use GET or POST")
+            return _json(HTTPStatus.OK, payload)
+        except asyncio.CancelledError:
+            cancelled.set()  # the client has gone: the model call stops at its next chunk
+            raise
+        except RequestError as e:
+            return _json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
+        except NotFound as e:
+            return _json(HTTPStatus.NOT_FOUND, {"error": str(e)})
+        except _HttpError as e:
+            response = _json(e.status, {"error": str(e)})
+            response.force_close()  # the rest of the body is not worth waiting for
+            return response
+        except Exception as e:  # noqa: BLE001  (the server keeps answering)
+            log.exception("internal error")
+            return _json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {e}"})
 
-class RestHandler(BaseHTTPRequestHandler):
-    """Answers one connection's requests from its `RestServer`'s manager."""
+    async def _in_pool(self, function, *args):
+        return await self._loop.run_in_executor(self._pool, function, *args)
 
-    server: RestServer
-    protocol_version = "HTTP/1.1"
-    server_version = "tfhf.serve"
-    timeout = 30  # a client that stops sending must not hold a thread forever
-    _body_read = True
+    async def _body(self, request: web.BaseRequest) -> bytes:
+        if request.content_length is None and "Transfer-Encoding" not in request.headers:
+            raise RequestError("a POST needs a Content-Length")
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            raise _TooLarge(
+                f"request body of {request.content_length} bytes exceeds the limit of "
+                f"{self.max_body_bytes}"
+            )
+        data = bytearray()
 
-    def log_message(self, format, *args):  # noqa: A002  (access logs would flood)
-        pass
+        async def read() -> None:
+            while chunk := await request.content.readany():
+                data.extend(chunk)
+                if len(data) > self.max_body_bytes:
+                    raise _TooLarge(
+                        f"request body exceeds the limit of {self.max_body_bytes} bytes"
+                    )
 
-    def do_GET(self):  # noqa: N802
-        self._guarded(self._get)
+        try:
+            await asyncio.wait_for(read(), self.timeout_seconds)
+        except asyncio.TimeoutError:
+            raise _TimedOut(
+                f"the request body did not arrive within {self.timeout_seconds:g} s "
+                f"({len(data)} of {request.content_length or 'chunked'} bytes read)"
+            ) from None
+        return bytes(data)
 
-    def do_POST(self):  # noqa: N802
-        self._body_read = False
-        self._guarded(self._post)
-
-    def _get(self) -> dict:
-        manager = self.server.manager
-        name, version, action = _route(self.path)
+    def _get(self, path: str) -> dict:
+        name, version, action = _route(path)
         if action == "status":
-            return {"model_version_status": manager.status(name, version)}
+            return {"model_version_status": self.manager.status(name, version)}
         if action == "metadata":
-            servable = manager.model(name).servable(version)
+            servable = self.manager.model(name).servable(version)
             signatures = json_format.MessageToDict(
                 servable.signature_def_map(),
                 preserving_proto_field_name=True,
@@ -100,62 +203,130 @@ class RestHandler(BaseHTTPRequestHandler):
             }
         raise RequestError(f"'{action}' needs POST")
 
-    def _post(self) -> dict:
-        length = self.headers.get("Content-Length")
-        if length is None or not is_decimal(length):
-            raise RequestError("a POST needs a Content-Length")
-        if int(length) > self.server.max_body_bytes:
-            raise _TooLarge(
-                f"request body of {length} bytes exceeds the limit of {self.server.max_body_bytes}"
-            )
-        raw = self.rfile.read(int(length))
-        self._body_read = True
-        name, version, action = _route(self.path)
+    def _post(self, path: str, raw: bytes, cancelled: threading.Event) -> dict:
+        name, version, action = _route(path)
         if action != "predict":
             if action in ("classify", "regress"):
                 raise RequestError(f"'{action}' is not supported; use ':predict'")
-            raise NotFound(f"unknown path {self.path}")
+            raise NotFound(f"unknown path {path}")
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
             raise RequestError(f"malformed JSON: {str(e)[:200]}") from None
-        servable = self.server.manager.model(name).servable(version)
+        check_depth(body)
+        servable = self.manager.model(name).servable(version)
         signature, inputs, rows = parse_predict_body(
-            body, servable, max_instances=self.server.max_instances
+            body, servable, max_instances=self.max_instances
         )
-        return predict_response(servable.predict(signature, inputs), rows)
-
-    def _guarded(self, handle: Callable[[], dict]) -> None:
-        try:
-            self._send(HTTPStatus.OK, handle())
-        except RequestError as e:
-            self.close_connection = not self._body_read  # unread bytes would be misread
-            self._send(HTTPStatus.BAD_REQUEST, {"error": str(e)})
-        except NotFound as e:
-            self._send(HTTPStatus.NOT_FOUND, {"error": str(e)})
-        except _TooLarge as e:
-            self.close_connection = True
-            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": str(e)})
-        except Exception as e:  # noqa: BLE001  (the server keeps answering)
-            log.exception("internal error")
-            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {e}"})
-
-    def _send(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        outputs = servable.predict(signature, inputs, cancelled=cancelled.is_set)
+        return predict_response(outputs, rows)
 
 
-class _TooLarge(Exception):
-    """A request body over the limit: HTTP 413."""
+def rest_server(
+    manager: ModelManager,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8501,
+    max_body_bytes: int = 4 << 20,
+    max_instances: int = 1024,
+    threads: int = 8,
+    timeout_seconds: float = 30.0,
+    max_connections: int | None = None,
+    backlog: int = 1024,
+    grace_seconds: float = 30.0,
+) -> RestServer:
+    """TF Serving's REST API over `manager`, bound but not yet serving (call
+    `serve_forever`).
+
+    Args:
+      manager: The models to answer for.
+      host: Address to bind.
+      port: Port to bind; 0 picks a free one (see `server_address`).
+      max_body_bytes: Larger request bodies are refused with 413.
+      max_instances: Most rows in one predict request.
+      threads: Requests parsed and run at once; more wait their turn.
+      timeout_seconds: How long a body may take to arrive (408 after), and how long an
+        idle keep-alive connection stays open.
+      max_connections: Open connections; one more is answered 503 and closed. None:
+        `default_max_connections()`.
+      backlog: Connections the kernel queues before they are accepted.
+      grace_seconds: On `shutdown`, how long the requests in flight may still run.
+    """
+    return RestServer(
+        manager,
+        host=host,
+        port=port,
+        max_body_bytes=max_body_bytes,
+        max_instances=max_instances,
+        threads=threads,
+        timeout_seconds=timeout_seconds,
+        max_connections=max_connections or default_max_connections(),
+        backlog=backlog,
+        grace_seconds=grace_seconds,
+    )
+
+
+class _CappedServer(web.Server):
+    """aiohttp's low-level server, answering 503 to a connection beyond the cap."""
+
+    _BUSY_BODY = json.dumps({"error": "too many open connections; retry later"}).encode()
+    _BUSY = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+    )
+
+    def __init__(self, *args, max_connections: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_connections = max_connections
+        self._refused: set = set()  # answered 503, closing: they hold no slot
+
+    def connection_made(self, handler, transport) -> None:
+        super().connection_made(handler, transport)
+        if len(self.connections) - len(self._refused) > self.max_connections:
+            self._refused.add(handler)
+            # Nothing of the request is read: the answer, end of sending, and the close a
+            # moment later (closing with the request unread would reset the connection
+            # before the client has read why).
+            transport.pause_reading()
+            transport.write(self._BUSY)
+            transport.write_eof()
+            asyncio.get_running_loop().call_later(1.0, transport.close)
+
+    def connection_lost(self, handler, exc=None) -> None:
+        self._refused.discard(handler)
+        super().connection_lost(handler, exc)
+
+
+class _HttpError(Exception):
+    """A refusal with its own status that also closes the connection."""
+
+    status = HTTPStatus.BAD_REQUEST
+
+
+class _TooLarge(_HttpError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class _TimedOut(_HttpError):
+    status = HTTPStatus.REQUEST_TIMEOUT
+
+
+class _NotAllowed(_HttpError):
+    status = HTTPStatus.METHOD_NOT_ALLOWED
+
+
+def _json(status: int, payload: dict) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(payload).encode(),
+        content_type="application/json",
+        headers={"Server": "tfhf.serve"},
+    )
 
 
 def _route(path: str) -> tuple[str, int | None, str]:
     """(model, version or None, action) for /v1/models/NAME[/versions/V][/metadata|:predict]."""
-    parts = path.split("?")[0].rstrip("/").split("/")
+    parts = path.rstrip("/").split("/")
     if len(parts) < 4 or parts[:3] != ["", "v1", "models"]:
         raise NotFound(f"unknown path {path}")
     rest = parts[3:]

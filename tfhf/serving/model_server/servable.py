@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from tfhf.serving.export import read_signature_defs
-from tfhf.serving.model_server.batching import Batcher
-from tfhf.serving.model_server.errors import RequestError
+from tfhf.serving.model_server.batching import Batcher, rows_of
+from tfhf.serving.model_server.errors import Cancelled, RequestError
 from tfhf.serving.warmup import read_warmup_requests
 
 
@@ -21,14 +22,25 @@ class Servable:
       name: The model name requests use.
       version: The version number (its folder's name).
       path: The version's SavedModel folder.
-      batching: `Batcher` arguments (`max_batch_size`, `timeout`); None runs each
-        request alone.
+      batching: `Batcher` arguments (`max_batch_size`, `timeout`, `threads`); None runs
+        each request alone.
+      max_rows_per_call: A request with more rows runs in calls of this many (the same
+        outputs, memory bounded by the call rather than by the request); 0 never splits.
     """
 
-    def __init__(self, name: str, version: int, path: Path, *, batching: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        path: Path,
+        *,
+        batching: dict | None = None,
+        max_rows_per_call: int = 64,
+    ):
         import tensorflow_text  # noqa: F401  (registers the ops tfhf exports use)
 
         self.name, self.version, self.path = name, version, path
+        self.max_rows_per_call = max_rows_per_call
         self.signature_defs = read_signature_defs(path)
         self._loaded = tf.saved_model.load(str(path), tags=["serve"])
         self._functions = {k: self._loaded.signatures[k] for k in self.signature_defs}
@@ -46,13 +58,21 @@ class Servable:
             signatures.signature_def[key].CopyFrom(definition)
         return signatures
 
-    def predict(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predict(
+        self,
+        signature: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> dict[str, np.ndarray]:
         """Runs `signature` on `inputs` (numpy arrays by input name).
 
-        Inputs the request leaves out take the SignatureDef's defaults.
+        Inputs the request leaves out take the SignatureDef's defaults. A request with
+        more than `max_rows_per_call` rows runs in parts; `cancelled` is asked before each.
 
         Raises:
           RequestError: The signature is unknown, or the inputs do not fit it.
+          Cancelled: `cancelled()` said the client has gone.
         """
         if signature not in self._functions:
             raise RequestError(
@@ -62,7 +82,7 @@ class Servable:
             )
         inputs = self._checked(signature, inputs)
         batcher = self._batchers.get(signature)
-        return batcher(inputs) if batcher else self._call(signature, inputs)
+        return batcher(inputs) if batcher else self._call_in_parts(signature, inputs, cancelled)
 
     def warm_up(self) -> int:
         """Replays the export's `assets.extra/tf_serving_warmup_requests`; returns how many."""
@@ -102,6 +122,24 @@ class Servable:
                         f"{list(checked[name].shape)}"
                     )
         return checked
+
+    def _call_in_parts(self, signature: str, inputs: dict, cancelled) -> dict[str, np.ndarray]:
+        rows, step = rows_of(inputs), self.max_rows_per_call
+        if not step or rows is None or rows <= step:
+            return self._call(signature, inputs)
+        parts = []
+        for start in range(0, rows, step):
+            if cancelled is not None and cancelled():
+                raise Cancelled(f"client gone after {start} of {rows} rows")
+            part = self._call(signature, {k: v[start : start + step] for k, v in inputs.items()})
+            wanted = min(step, rows - start)
+            if any(np.ndim(v) == 0 or len(v) != wanted for v in part.values()):
+                return self._call(signature, inputs)  # outputs not one per row: one call
+            parts.append(part)
+        try:
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        except ValueError:  # rows padded to each part's own width
+            return self._call(signature, inputs)
 
     def _call(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:

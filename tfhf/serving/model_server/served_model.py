@@ -19,11 +19,15 @@ class ServedModel:
     Args:
       spec: The model's name and base path.
       batching: `Batcher` arguments for every version, or None.
+      max_rows_per_call: Requests with more rows run in parts this size (`Servable`).
     """
 
-    def __init__(self, spec: ModelSpec, *, batching: dict | None = None):
+    def __init__(
+        self, spec: ModelSpec, *, batching: dict | None = None, max_rows_per_call: int = 64
+    ):
         self.spec = spec
         self.batching = batching
+        self.max_rows_per_call = max_rows_per_call
         # Guards the served version and the status map together, so a request never sees
         # a switch half done (two versions AVAILABLE, or a version served but LOADING).
         self._lock = threading.Lock()
@@ -79,6 +83,7 @@ class ServedModel:
                 version,
                 self.spec.base_path / str(version),
                 batching=self.batching,
+                max_rows_per_call=self.max_rows_per_call,
             )
             warmed = servable.warm_up()
         except Exception as e:  # noqa: BLE001  (any failure keeps the old version serving)

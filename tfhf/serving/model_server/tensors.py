@@ -10,13 +10,20 @@ import numpy as np
 from tfhf.serving.model_server.errors import RequestError
 from tfhf.serving.model_server.servable import Servable
 
+# Deeper JSON is no tensor a model takes, and recursing into it would overflow the stack.
+MAX_JSON_DEPTH = 32
+
 
 def check_rows(inputs: dict[str, np.ndarray], *, max_instances: int) -> None:
-    """Refuses a request whose batched inputs hold more than `max_instances` rows.
+    """Refuses a request whose batched inputs hold more than `max_instances` rows, or an
+    input with no values at all (no export has anything to say about nothing).
 
     Raises:
-      RequestError: The longest first dimension exceeds the limit.
+      RequestError: The longest first dimension exceeds the limit, or an input is empty.
     """
+    for name, array in inputs.items():
+        if array.size == 0:
+            raise RequestError(f"input '{name}' is empty: give at least one value")
     rows = max((a.shape[0] for a in inputs.values() if a.ndim), default=1)
     if rows > max_instances:
         raise RequestError(f"{rows} rows exceed this server's limit of {max_instances}")
@@ -77,6 +84,28 @@ def parse_predict_body(
     arrays = {k: _to_array(v, k) for k, v in columns.items()}
     check_rows(arrays, max_instances=max_instances)
     return signature, arrays, False
+
+
+def check_depth(body) -> None:
+    """Refuses JSON nested deeper than `MAX_JSON_DEPTH`, without recursing.
+
+    Raises:
+      RequestError: The body nests lists or objects too deeply.
+
+    Example:
+      >>> check_depth({"instances": [[1, 2], [3, 4]]})
+    """
+    level = [body]
+    for _ in range(MAX_JSON_DEPTH + 1):
+        level = [
+            child
+            for value in level
+            if isinstance(value, (list, dict))
+            for child in (value.values() if isinstance(value, dict) else value)
+        ]
+        if not level:
+            return
+    raise RequestError(f"the request nests lists or objects deeper than {MAX_JSON_DEPTH} levels")
 
 
 def predict_response(outputs: dict[str, np.ndarray], row_format: bool) -> dict:

@@ -1,0 +1,269 @@
+"""tfhf.serve against requests written to hurt it: ambiguous HTTP framing, bodies that
+never arrive, deep JSON, too many connections, clients that leave, and gRPC tensors that
+grow when decoded. Each is refused (or bounded) with a clear answer, and the server keeps
+answering."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from sleeper_model import export_sleeper
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from tfhf.models.loading import load_sequence_classifier
+from tfhf.serving import model_server as ms
+from tfhf.serving.export import export_classifier
+from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    model = load_sequence_classifier(tiny_model_dir, ["no", "yes"])
+    preprocessor = BertPreprocessor(
+        tiny_model_dir / "vocab.txt", lower_case=True, max_seq_length=16
+    )
+    export_classifier(model, preprocessor, ["no", "yes"], root / "classify")
+    export_sleeper(root / "sleeper")
+    return [ms.ModelSpec("classify", root / "classify"), ms.ModelSpec("sleeper", root / "sleeper")]
+
+
+class Server:
+    """Both front ends over `specs` on free loopback ports."""
+
+    def __init__(self, specs, *, max_rows_per_call=64, **rest_args):
+        self.manager = ms.ModelManager(specs, poll_seconds=0, max_rows_per_call=max_rows_per_call)
+        self.manager.start()
+        rest_args = {"max_body_bytes": 20_000, "timeout_seconds": 1.0, **rest_args}
+        self.rest = ms.rest_server(self.manager, port=0, **rest_args)
+        threading.Thread(target=self.rest.serve_forever, daemon=True).start()
+        self.port = self.rest.server_address[1]
+        self.grpc, grpc_port = ms.grpc_server(self.manager, port=0)
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+
+    def post(self, path: str, body) -> tuple[int, dict]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        connection.request("POST", path, json.dumps(body).encode())
+        response = connection.getresponse()
+        payload = json.loads(response.read())
+        connection.close()
+        return response.status, payload
+
+    def healthy(self) -> bool:
+        status, _ = self.post("/v1/models/classify:predict", {"instances": ["fine"]})
+        return status == 200
+
+    def stop(self):
+        self.channel.close()
+        self.grpc.stop(grace=None)
+        self.rest.shutdown()
+        self.manager.stop()
+
+
+@pytest.fixture(scope="module")
+def server(exports):
+    running = Server(exports)
+    yield running
+    running.stop()
+
+
+def exchange(port: int, raw: bytes, *, wait: float = 5.0) -> tuple[bytes, bool]:
+    """Sends `raw` on a new connection; (what came back, whether the server closed)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(raw)
+        received = b""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                return received, False
+            if not chunk:
+                return received, True
+            received += chunk
+        return received, False
+
+
+def json_body(response: bytes) -> dict:
+    return json.loads(response.split(b"\r\n\r\n", 1)[1])
+
+
+PREDICT = b"POST /v1/models/classify:predict HTTP/1.1\r\nHost: x\r\n"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Content-Length: 44\r\nTransfer-Encoding: chunked\r\n",
+        b"Content-Length: 22\r\nContent-Length: 20\r\n",
+    ],
+    ids=["length-and-chunked", "two-lengths"],
+)
+def test_ambiguous_framing_is_refused_and_a_hidden_request_is_never_answered(server, headers):
+    body = b'{"instances": ["a"]}\r\n0\r\n\r\nGET /v1/models/classify HTTP/1.1\r\nHost: x\r\n\r\n'
+    response, closed = exchange(server.port, PREDICT + headers + b"\r\n" + body)
+    assert b" 400 " in response.split(b"\r\n")[0], response[:200]
+    assert response.count(b"HTTP/1.") == 1 and closed
+    assert server.healthy()
+
+
+@pytest.mark.parametrize(
+    "first_line, extra", [(b"HTTP/1.1", b"Connection: close\r\n"), (b"HTTP/1.0", b"")]
+)
+def test_a_refused_request_that_asked_to_close_is_closed_at_once(server, first_line, extra):
+    head = PREDICT.replace(b"HTTP/1.1", first_line) + extra
+    response, closed = exchange(server.port, head + b"Content-Length: 9\r\n\r\n{not json", wait=3)
+    assert b" 400 " in response.split(b"\r\n")[0]
+    assert "malformed JSON" in json_body(response)["error"]
+    assert closed
+
+
+def test_a_body_shorter_than_its_content_length_gets_a_408(server, caplog):
+    start = time.monotonic()
+    response, closed = exchange(server.port, PREDICT + b"Content-Length: 100\r\n\r\n{", wait=10)
+    assert response.startswith(b"HTTP/1.1 408") and closed
+    assert "did not arrive within 1 s" in json_body(response)["error"]
+    assert time.monotonic() - start < 5
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert server.healthy()
+
+
+def test_a_body_over_the_limit_that_is_sent_still_gets_its_413(server):
+    body = json.dumps({"instances": ["x" * 50_000]}).encode()
+    head = PREDICT + b"Content-Length: %d\r\n\r\n" % len(body)
+    response, closed = exchange(server.port, head + body)
+    assert response.startswith(b"HTTP/1.1 413")
+    assert "exceeds the limit of 20000" in json_body(response)["error"]
+    assert closed
+
+
+def test_deep_json_is_a_400_without_a_traceback(server, caplog):
+    for depth in (40, 600, 5000):
+        body = ('{"instances": ' + "[" * depth + '"a"' + "]" * depth + "}").encode()
+        head = PREDICT + b"Content-Length: %d\r\n\r\n" % len(body)
+        response, _ = exchange(server.port, head + body, wait=2)
+        assert b" 400 " in response.split(b"\r\n")[0]
+        error = json_body(response)["error"]
+        assert "deeper than 32 levels" in error or "malformed JSON" in error
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert server.healthy()
+
+
+def test_an_empty_batch_is_a_clear_400(server):
+    for body in ({"inputs": []}, {"inputs": {"text": []}}):
+        status, payload = server.post("/v1/models/classify:predict", body)
+        assert status == 400 and "input 'text' is empty" in payload["error"], payload
+
+
+def test_a_method_other_than_get_or_post_is_a_405(server):
+    response, _ = exchange(server.port, b"PUT /v1/models/classify HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 405")
+    assert "PUT is not supported" in json_body(response)["error"]
+
+
+def test_64_clients_connecting_at_once_are_all_answered(server):
+    statuses = []
+
+    def ask():
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        connection.request("GET", "/v1/models/classify")
+        statuses.append(connection.getresponse().status)
+        connection.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 64
+
+
+def test_a_connection_beyond_the_cap_gets_a_503_and_a_slot_frees_when_one_closes(exports):
+    capped = Server(exports[1:], max_connections=2)
+    try:
+        idle = [socket.create_connection(("127.0.0.1", capped.port)) for _ in range(2)]
+        time.sleep(0.3)  # both accepted
+        response, closed = exchange(
+            capped.port, b"GET /v1/models/sleeper HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        assert response.startswith(b"HTTP/1.1 503") and closed
+        assert "too many open connections" in json_body(response)["error"]
+        idle[0].close()
+        time.sleep(0.3)
+        response, _ = exchange(
+            capped.port, b"GET /v1/models/sleeper HTTP/1.1\r\nHost: x\r\n\r\n", wait=2
+        )
+        assert response.startswith(b"HTTP/1.1 200")
+        idle[1].close()
+    finally:
+        capped.stop()
+
+
+def test_a_client_that_leaves_mid_request_stops_its_work(exports):
+    # One thread runs requests, one row per model call: a request of 30 rows of 0.2 s
+    # would hold it for 6 s unless the server stops once its client has gone.
+    alone = Server(exports[1:], threads=1, max_rows_per_call=1)
+    try:
+        body = json.dumps({"instances": [0.2] * 30}).encode()
+        head = b"POST /v1/models/sleeper:predict HTTP/1.1\r\nHost: x\r\n"
+        with socket.create_connection(("127.0.0.1", alone.port)) as sock:
+            sock.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            time.sleep(0.5)
+        start = time.monotonic()
+        status, payload = alone.post("/v1/models/sleeper:predict", {"instances": [0.0, 0.5]})
+        assert status == 200 and payload["predictions"] == [0.0, 1.0]
+        assert time.monotonic() - start < 2.5
+    finally:
+        alone.stop()
+
+
+def test_requests_with_more_rows_than_one_call_give_one_calls_outputs(exports):
+    split = Server(exports, max_rows_per_call=2)
+    try:
+        texts = ["good", "bad film", "fine , really", "no", "a b c d e"]
+        status, whole = split.post("/v1/models/classify:predict", {"instances": texts})
+        assert status == 200
+        servable = split.manager.model("classify").current
+        one_call = servable._call("serving_default", {"text": tf.constant(texts).numpy()})
+        got = [row["probabilities"] for row in whole["predictions"]]
+        np.testing.assert_allclose(got, one_call["probabilities"], atol=1e-6)
+    finally:
+        split.stop()
+
+
+def grpc_predict(server, proto, *, model="classify", name="text"):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.inputs[name].CopyFrom(proto)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Predict(request, 30.0)
+    return e.value
+
+
+def test_grpc_refuses_a_string_that_would_fill_a_declared_shape(server):
+    proto = tf.make_tensor_proto(["x" * 3_500_000])
+    proto.tensor_shape.dim[0].size = 1000  # one value on the wire, 3.5 GB once decoded
+    start = time.monotonic()
+    error = grpc_predict(server, proto)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "decodes to 3500000000 bytes" in error.details()
+    assert time.monotonic() - start < 5
+    assert server.healthy()
+
+
+def test_grpc_refuses_a_tensor_kind_no_request_carries(server):
+    proto = tf.make_tensor_proto(["a"])
+    proto.dtype = tf.variant.as_datatype_enum
+    error = grpc_predict(server, proto)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "dtype DT_VARIANT" in error.details()
