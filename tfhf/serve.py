@@ -29,6 +29,11 @@ _BASE = flags.DEFINE_string(
 _CONFIG = flags.DEFINE_string(
     "model_config_file", "", "TF Serving's text-format ModelServerConfig, for several models."
 )
+_CONFIG_POLL = flags.DEFINE_integer(
+    "model_config_file_poll_wait_seconds",
+    0,
+    "How often to re-read --model_config_file and apply changes without a restart; 0: never.",
+)
 _REST_PORT = flags.DEFINE_integer("rest_api_port", 8501, "REST port; 0 turns REST off.")
 _GRPC_PORT = flags.DEFINE_integer("port", 8500, "gRPC port; 0 turns gRPC off.")
 _HOST = flags.DEFINE_string(
@@ -137,6 +142,8 @@ def main(argv: list[str]) -> None:
         max_rows_per_call=_ROWS_PER_CALL.value,
     )
     manager.start()
+    if _CONFIG.value and _CONFIG_POLL.value > 0:
+        manager.watch_config(Path(_CONFIG.value), _CONFIG_POLL.value)
     for model in manager.models.values():
         if model.current is None:
             print(

@@ -14,6 +14,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_pb2,
     model_service_pb2_grpc,
     predict_pb2,
@@ -21,6 +22,7 @@ from tensorflow_serving.apis import (
     status_pb2,
 )
 
+from tfhf.serving.model_server.config import specs_from_config
 from tfhf.serving.model_server.errors import Cancelled, NotFound, RequestError
 from tfhf.serving.model_server.manager import ModelManager
 from tfhf.serving.model_server.tensors import check_rows
@@ -78,9 +80,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request, context):  # noqa: N802
         try:
-            servable = self.manager.model(request.model_spec.name).servable(
-                _version_of(request.model_spec)
-            )
+            servable = self.manager.servable(*_model_of(request.model_spec))
             signature = request.model_spec.signature_name or "serving_default"
             inputs = {name: self._decoded(name, proto) for name, proto in request.inputs.items()}
             check_rows(inputs, max_instances=self.max_instances)
@@ -103,9 +103,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             if list(request.metadata_field) not in ([], ["signature_def"]):
                 raise RequestError("only metadata_field 'signature_def' is supported")
-            servable = self.manager.model(request.model_spec.name).servable(
-                _version_of(request.model_spec)
-            )
+            servable = self.manager.servable(*_model_of(request.model_spec))
             packed = any_pb2.Any()
             packed.Pack(servable.signature_def_map())
             response = get_model_metadata_pb2.GetModelMetadataResponse()
@@ -147,14 +145,24 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """GetModelStatus over `manager`'s models."""
+    """GetModelStatus and HandleReloadConfigRequest over `manager`'s models."""
+
+    def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        # As TF Serving answers it: the call succeeds and its status says how the reload went.
+        response = model_management_pb2.ReloadConfigResponse()
+        try:
+            self.manager.reload(specs_from_config(request.config))
+        except ValueError as e:
+            response.status.error_code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            response.status.error_message = str(e)
+        return response
 
     def __init__(self, manager: ModelManager):
         self.manager = manager
 
     def GetModelStatus(self, request, context):  # noqa: N802
         try:
-            statuses = self.manager.status(request.model_spec.name, _version_of(request.model_spec))
+            statuses = self.manager.status(*_model_of(request.model_spec))
         except (RequestError, NotFound) as e:
             _abort(context, e)
         response = get_model_status_pb2.GetModelStatusResponse()
@@ -171,12 +179,10 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def _version_of(spec: model_pb2.ModelSpec) -> int | None:
-    if spec.HasField("version"):
-        return spec.version.value
-    if spec.version_label:
-        raise NotFound("version labels are not supported by this server")
-    return None
+def _model_of(spec: model_pb2.ModelSpec) -> tuple[str, int | None, str | None]:
+    """(name, version, label) of a request's `ModelSpec`; version and label may be None."""
+    version = spec.version.value if spec.HasField("version") else None
+    return spec.name, version, spec.version_label or None
 
 
 def _abort(context: grpc.ServicerContext, e: Exception) -> NoReturn:

@@ -1,11 +1,13 @@
-"""The served models, and the thread that watches their folders for new versions."""
+"""The served models, the thread that watches their folders for new versions, and
+reloading the model config without a restart."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
-from tfhf.serving.model_server.config import ModelSpec
+from tfhf.serving.model_server.config import ModelSpec, parse_model_config
 from tfhf.serving.model_server.errors import NotFound
 from tfhf.serving.model_server.served_model import ServedModel
 
@@ -30,27 +32,76 @@ class ModelManager:
         batching: dict | None = None,
         max_rows_per_call: int = 64,
     ):
-        self.models = {
-            s.name: ServedModel(s, batching=batching, max_rows_per_call=max_rows_per_call)
-            for s in specs
-        }
+        self._model_args = {"batching": batching, "max_rows_per_call": max_rows_per_call}
+        # Replaced whole, never changed in place: a request reads one consistent mapping.
+        self.models = {s.name: ServedModel(s, **self._model_args) for s in specs}
         self.poll_seconds = poll_seconds
+        self.on_load: list = []  # callbacks(model name, version, seconds, error or None)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._reloading = threading.Lock()
+        self._lock = threading.Lock()  # one poll or reload at a time
 
     def start(self) -> None:
-        """Loads every model's newest version, then polls in the background."""
+        """Loads every model's versions, then polls in the background."""
         for model in self.models.values():
+            model.on_load = self.on_load
             model.poll()
         if self.poll_seconds > 0:
-            self._thread = threading.Thread(target=self._poll_forever, daemon=True)
-            self._thread.start()
+            self._background(self._poll_forever)
+
+    def watch_config(self, path: Path, seconds: float) -> None:
+        """Re-reads TF Serving's model config file every `seconds` and `reload`s it when it
+        has changed; a file that does not parse is logged and the running config kept."""
+        last = path.read_text()
+
+        def watch() -> None:
+            nonlocal last
+            while not self._stop.wait(seconds):
+                try:
+                    text = path.read_text()
+                    if text != last:
+                        last = text
+                        self.reload(parse_model_config(text))
+                except (OSError, ValueError) as e:
+                    log.error("model config %s: %s; keeping the running config", path, e)
+
+        self._background(watch)
+
+    def reload(self, specs: list[ModelSpec]) -> None:
+        """Serves exactly `specs` from now on, without a restart: a new model is loaded, a
+        removed one dropped, a model with a new base path loaded there before it replaces
+        the old, a new policy or labels applied. Models that stay answer throughout."""
+        with self._reloading:
+            models = {}
+            for spec in specs:
+                model = self.models.get(spec.name)
+                if model is None or model.spec.base_path != spec.base_path:
+                    model = ServedModel(spec, **self._model_args)
+                    model.on_load = self.on_load
+                else:
+                    model.spec = spec
+                with self._lock:
+                    model.poll()
+                models[spec.name] = model
+            gone = sorted(set(self.models) - set(models))
+            self.models = models
+        log.warning(
+            "model config reloaded: serving %s%s",
+            ", ".join(sorted(models)),
+            f"; dropped {', '.join(gone)}" if gone else "",
+        )
 
     def stop(self) -> None:
         """Ends the background polling; the loaded versions keep serving."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        for thread in self._threads:
+            thread.join()
+
+    def _background(self, target) -> None:
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def model(self, name: str) -> ServedModel:
         """The model served as `name`.
@@ -62,9 +113,20 @@ class ModelManager:
             raise NotFound(f"Servable not found for request: Latest({name})")
         return self.models[name]
 
-    def status(self, name: str, version: int | None = None) -> list[dict]:
-        """TF Serving's `model_version_status` list for a model (or one version)."""
-        items = sorted(self.model(name).status.items(), reverse=True)
+    def servable(self, name: str, version: int | None = None, label: str | None = None):
+        """The served `Servable` for a request's model, version or label (`ServedModel`).
+
+        Raises:
+          NotFound: No such model, label, or served version.
+        """
+        return self.model(name).servable(version, label=label)
+
+    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[dict]:
+        """TF Serving's `model_version_status` list for a model (or one version or label)."""
+        model = self.model(name)
+        if label is not None:
+            version = model.version_of_label(label)
+        items = sorted(model.status.items(), reverse=True)
         if not items:
             raise NotFound(f"Could not find any versions of model {name}")
         if version is not None:
@@ -87,6 +149,7 @@ class ModelManager:
         while not self._stop.wait(self.poll_seconds):
             for model in self.models.values():
                 try:
-                    model.poll()
+                    with self._lock:
+                        model.poll()
                 except Exception:  # noqa: BLE001  (a bad folder must not end the polling)
                     log.exception("model %s: polling failed", model.spec.name)

@@ -183,11 +183,11 @@ class RestServer:
         return bytes(data)
 
     def _get(self, path: str) -> dict:
-        name, version, action = _route(path)
+        name, version, label, action = _route(path)
         if action == "status":
-            return {"model_version_status": self.manager.status(name, version)}
+            return {"model_version_status": self.manager.status(name, version, label)}
         if action == "metadata":
-            servable = self.manager.model(name).servable(version)
+            servable = self.manager.servable(name, version, label)
             signatures = json_format.MessageToDict(
                 servable.signature_def_map(),
                 preserving_proto_field_name=True,
@@ -204,7 +204,7 @@ class RestServer:
         raise RequestError(f"'{action}' needs POST")
 
     def _post(self, path: str, raw: bytes, cancelled: threading.Event) -> dict:
-        name, version, action = _route(path)
+        name, version, label, action = _route(path)
         if action != "predict":
             if action in ("classify", "regress"):
                 raise RequestError(f"'{action}' is not supported; use ':predict'")
@@ -214,7 +214,7 @@ class RestServer:
         except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
             raise RequestError(f"malformed JSON: {str(e)[:200]}") from None
         check_depth(body)
-        servable = self.manager.model(name).servable(version)
+        servable = self.manager.servable(name, version, label)
         signature, inputs, rows = parse_predict_body(
             body, servable, max_instances=self.max_instances
         )
@@ -324,8 +324,9 @@ def _json(status: int, payload: dict) -> web.Response:
     )
 
 
-def _route(path: str) -> tuple[str, int | None, str]:
-    """(model, version or None, action) for /v1/models/NAME[/versions/V][/metadata|:predict]."""
+def _route(path: str) -> tuple[str, int | None, str | None, str]:
+    """(model, version or None, label or None, action) for
+    /v1/models/NAME[/versions/V | /labels/LABEL][/metadata | :predict]."""
     parts = path.rstrip("/").split("/")
     if len(parts) < 4 or parts[:3] != ["", "v1", "models"]:
         raise NotFound(f"unknown path {path}")
@@ -340,13 +341,13 @@ def _route(path: str) -> tuple[str, int | None, str]:
         rest = rest[:-1]
     if not rest or not rest[0]:
         raise NotFound(f"unknown path {path}")
-    name, version = rest[0], None
+    name, version, label = rest[0], None, None
     if len(rest) == 3 and rest[1] == "versions":
         if not is_decimal(rest[2]):
             raise RequestError(f"version '{rest[2]}' is not an integer")
         version = int(rest[2])
-    elif len(rest) == 3 and rest[1] == "labels":
-        raise NotFound("version labels are not supported by this server; use /versions/V")
+    elif len(rest) == 3 and rest[1] == "labels" and rest[2]:
+        label = rest[2]
     elif len(rest) != 1:
         raise NotFound(f"unknown path {path}")
-    return name, version, action
+    return name, version, label, action

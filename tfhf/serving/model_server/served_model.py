@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from tfhf.serving.model_server.config import ModelSpec
 from tfhf.serving.model_server.errors import NotFound
@@ -13,11 +14,12 @@ log = logging.getLogger("tfhf.serve")
 
 
 class ServedModel:
-    """A model name and its versions: the highest integer version is served; a new one
-    replaces it only once it has loaded and warmed up.
+    """A model name and its versions: those its spec's policy picks are served (by default
+    the highest); a new one is served only once it has loaded and warmed up, and the ones
+    it replaces are unloaded in the same step. A version removed from disk is unloaded.
 
     Args:
-      spec: The model's name and base path.
+      spec: The model's name, base path, version policy and labels.
       batching: `Batcher` arguments for every version, or None.
       max_rows_per_call: Requests with more rows run in parts this size (`Servable`).
     """
@@ -28,18 +30,25 @@ class ServedModel:
         self.spec = spec
         self.batching = batching
         self.max_rows_per_call = max_rows_per_call
-        # Guards the served version and the status map together, so a request never sees
+        # Guards the served versions and the status map together, so a request never sees
         # a switch half done (two versions AVAILABLE, or a version served but LOADING).
         self._lock = threading.Lock()
-        self._current: Servable | None = None
+        self._served: dict[int, Servable] = {}
         self._status: dict[int, tuple[str, str]] = {}
         self._failed: dict[int, float] = {}  # version -> folder mtime when it failed
+        self.on_load: list = []  # callbacks(model name, version, seconds, error or None)
 
     @property
     def current(self) -> Servable | None:
-        """The version being served, or None before one has loaded."""
+        """The highest version being served, or None before one has loaded."""
         with self._lock:
-            return self._current
+            return self._served[max(self._served)] if self._served else None
+
+    @property
+    def versions(self) -> list[int]:
+        """The versions being served, ascending."""
+        with self._lock:
+            return sorted(self._served)
 
     @property
     def status(self) -> dict[int, tuple[str, str]]:
@@ -47,36 +56,83 @@ class ServedModel:
         with self._lock:
             return dict(self._status)
 
-    def servable(self, version: int | None) -> Servable:
-        """The served version if it is `version` (any when None).
+    def version_of_label(self, label: str) -> int:
+        """The version `label` names in the spec.
 
         Raises:
-          NotFound: Nothing is served yet, or another version is.
+          NotFound: The spec has no such label.
         """
-        current = self.current
-        if current is None or (version is not None and version != current.version):
-            wanted = (
-                f"Specific({self.spec.name}, {version})"
-                if version is not None
-                else (f"Latest({self.spec.name})")
+        if label not in self.spec.labels:
+            raise NotFound(
+                f"Unrecognized servable version label: {label} (model {self.spec.name} has "
+                f"{', '.join(sorted(self.spec.labels)) or 'no labels'})"
             )
-            raise NotFound(f"Servable not found for request: {wanted}")
-        return current
+        return self.spec.labels[label]
+
+    def servable(self, version: int | None = None, *, label: str | None = None) -> Servable:
+        """The served `version`, the one `label` names, or the highest when both are None.
+
+        Raises:
+          NotFound: Nothing is served yet, the label is unknown, or that version is not
+            served.
+        """
+        if label is not None:
+            version = self.version_of_label(label)
+        with self._lock:
+            if version is None and self._served:
+                return self._served[max(self._served)]
+            if version in self._served:
+                return self._served[version]
+        wanted = (
+            f"Specific({self.spec.name}, {version})"
+            if version is not None
+            else f"Latest({self.spec.name})"
+        )
+        raise NotFound(f"Servable not found for request: {wanted}")
 
     def poll(self) -> None:
-        """Loads the highest version on disk if it is new; keeps the old one on failure."""
-        versions = self.spec.versions_on_disk()
-        current = self.current
-        candidates = [
-            v
-            for v in versions
-            if self._failed.get(v) != self._mtime(v) and (current is None or v > current.version)
-        ]
-        if not candidates:
+        """Loads the versions the policy wants that are not served yet, then serves them and
+        unloads the rest in one step. A version that fails keeps the old ones serving; it is
+        tried again once its folder changes."""
+        on_disk = self.spec.versions_on_disk()
+        loadable = [v for v in on_disk if self._failed.get(v) != self._mtime(v)]
+        wanted = self.spec.policy.select(loadable)
+        served = set(self.versions)
+        loaded = {}
+        warmed = {}
+        for version in sorted(wanted - served, reverse=True):
+            servable = self._load(version)
+            if servable is not None:
+                loaded[version], warmed[version] = servable
+        keep = (wanted & served) | set(loaded)
+        if not keep:
+            # Nothing wanted could load: the newest version still on disk keeps serving.
+            keep = set(sorted(v for v in served if v in on_disk)[-1:])
+        gone = served - keep
+        if not loaded and not gone:
             return
-        version = candidates[-1]
+        with self._lock:
+            self._served.update(loaded)
+            for version in gone:
+                del self._served[version]
+                self._status[version] = ("END", "")
+            for version in loaded:
+                self._status[version] = ("AVAILABLE", "")
+        for version in sorted(loaded):
+            log.warning(
+                "model %s: serving version %d (%d warmup requests replayed)",
+                self.spec.name,
+                version,
+                warmed[version],
+            )
+        for version in sorted(gone):
+            log.warning("model %s: version %d unloaded", self.spec.name, version)
+
+    def _load(self, version: int) -> tuple[Servable, int] | None:
+        """(the loaded version, how many warmup requests it replayed), or None."""
         with self._lock:
             self._status[version] = ("LOADING", "")
+        start = time.monotonic()
         try:
             servable = Servable(
                 self.spec.name,
@@ -86,30 +142,25 @@ class ServedModel:
                 max_rows_per_call=self.max_rows_per_call,
             )
             warmed = servable.warm_up()
-        except Exception as e:  # noqa: BLE001  (any failure keeps the old version serving)
+        except Exception as e:  # noqa: BLE001  (any failure keeps the old versions serving)
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             self._failed[version] = self._mtime(version)
             with self._lock:
                 self._status[version] = ("END", reason)
+                serving = sorted(self._served)
             log.error(
                 "model %s version %d failed to load, still serving %s: %s",
                 self.spec.name,
                 version,
-                f"version {current.version}" if current else "nothing",
+                f"version {serving[-1]}" if serving else "nothing",
                 reason,
             )
-            return
-        with self._lock:
-            self._current = servable
-            self._status[version] = ("AVAILABLE", "")
-            if current is not None:
-                self._status[current.version] = ("END", "")
-        log.warning(
-            "model %s: serving version %d (%d warmup requests replayed)",
-            self.spec.name,
-            version,
-            warmed,
-        )
+            for callback in self.on_load:
+                callback(self.spec.name, version, time.monotonic() - start, reason)
+            return None
+        for callback in self.on_load:
+            callback(self.spec.name, version, time.monotonic() - start, None)
+        return servable, warmed
 
     def _mtime(self, version: int) -> float:
         # A version that failed is tried again once its folder changes (a copy completing).
