@@ -34,6 +34,12 @@ _CONFIG_POLL = flags.DEFINE_integer(
     0,
     "How often to re-read --model_config_file and apply changes without a restart; 0: never.",
 )
+_MONITORING = flags.DEFINE_string(
+    "monitoring_config_file",
+    "",
+    "TF Serving's text-format MonitoringConfig: prometheus_config { enable: true } serves "
+    "Prometheus metrics on the REST port (path /monitoring/prometheus/metrics unless set).",
+)
 _REST_PORT = flags.DEFINE_integer("rest_api_port", 8501, "REST port; 0 turns REST off.")
 _GRPC_PORT = flags.DEFINE_integer("port", 8500, "gRPC port; 0 turns gRPC off.")
 _HOST = flags.DEFINE_string(
@@ -128,6 +134,15 @@ def main(argv: list[str]) -> None:
     if not (_REST_PORT.value or _GRPC_PORT.value):
         fail("both --rest_api_port and --port are 0: nothing to serve on")
 
+    metrics = ms.Metrics()
+    if _MONITORING.value:
+        try:
+            metrics = ms.Metrics(ms.parse_monitoring_config(Path(_MONITORING.value).read_text()))
+        except (OSError, ValueError) as e:
+            fail(f"{_MONITORING.value}: {e}")
+        if metrics.config.enabled and not _REST_PORT.value:
+            fail("Prometheus metrics are served on the REST port: --rest_api_port must not be 0")
+
     batching = None
     if _BATCHING.value:
         batching = {
@@ -140,6 +155,7 @@ def main(argv: list[str]) -> None:
         poll_seconds=_POLL.value,
         batching=batching,
         max_rows_per_call=_ROWS_PER_CALL.value,
+        metrics=metrics,
     )
     manager.start()
     if _CONFIG.value and _CONFIG_POLL.value > 0:
@@ -179,6 +195,9 @@ def main(argv: list[str]) -> None:
         threading.Thread(target=rest.serve_forever, daemon=True).start()
         servers.append(rest.shutdown)
         print(f"tfhf.serve: REST on http://{_HOST.value}:{rest.server_address[1]}", flush=True)
+        if metrics.config.enabled:
+            where = f"http://{_HOST.value}:{rest.server_address[1]}{metrics.config.path}"
+            print(f"tfhf.serve: Prometheus metrics at {where}", flush=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
     stopped.wait()

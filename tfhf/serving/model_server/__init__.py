@@ -33,6 +33,7 @@ from tfhf.serving.model_server.config import ModelSpec, parse_model_config
 from tfhf.serving.model_server.errors import NotFound, RequestError
 from tfhf.serving.model_server.grpc_api import grpc_server
 from tfhf.serving.model_server.manager import ModelManager
+from tfhf.serving.model_server.metrics import Metrics, MonitoringConfig, parse_monitoring_config
 from tfhf.serving.model_server.rest import rest_server
 from tfhf.serving.model_server.servable import Servable
 from tfhf.serving.model_server.served_model import ServedModel
@@ -40,14 +41,17 @@ from tfhf.serving.model_server.tensors import parse_predict_body, predict_respon
 
 __all__ = [
     "Batcher",
+    "Metrics",
     "ModelManager",
     "ModelSpec",
+    "MonitoringConfig",
     "NotFound",
     "RequestError",
     "Servable",
     "ServedModel",
     "grpc_server",
     "parse_model_config",
+    "parse_monitoring_config",
     "parse_predict_body",
     "predict_response",
     "rest_server",

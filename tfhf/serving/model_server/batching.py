@@ -29,8 +29,17 @@ class Batcher:
       [2, 4]
     """
 
-    def __init__(self, run: Callable, *, max_batch_size: int, timeout: float, threads: int = 4):
+    def __init__(
+        self,
+        run: Callable,
+        *,
+        max_batch_size: int,
+        timeout: float,
+        threads: int = 4,
+        on_batch: Callable[[int], None] | None = None,
+    ):
         self._run = run
+        self._on_batch = on_batch
         self.max_batch_size = max_batch_size
         self.timeout = timeout
         self._pool = futures.ThreadPoolExecutor(threads, thread_name_prefix="tfhf-batch")
@@ -76,6 +85,8 @@ class Batcher:
             self._pool.submit(self._run_batch, batch)
 
     def _run_batch(self, batch: list[_Pending]) -> None:
+        if self._on_batch is not None:
+            self._on_batch(sum(rows for _, rows, _ in batch))
         try:
             if len(batch) == 1:
                 batch[0][2].set_result(self._run(batch[0][0]))

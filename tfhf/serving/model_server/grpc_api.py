@@ -80,24 +80,29 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request, context):  # noqa: N802
         try:
-            servable = self.manager.servable(*_model_of(request.model_spec))
-            signature = request.model_spec.signature_name or "serving_default"
-            inputs = {name: self._decoded(name, proto) for name, proto in request.inputs.items()}
-            check_rows(inputs, max_instances=self.max_instances)
-            outputs = servable.predict(signature, inputs, cancelled=lambda: not context.is_active())
-            wanted = list(request.output_filter) or list(outputs)
-            missing = [k for k in wanted if k not in outputs]
-            if missing:
-                raise RequestError(f"output_filter names unknown output '{missing[0]}'")
-            response = predict_pb2.PredictResponse()
-            response.model_spec.name = request.model_spec.name
-            response.model_spec.version.value = servable.version
-            response.model_spec.signature_name = signature
-            for k in wanted:
-                response.outputs[k].CopyFrom(tf.make_tensor_proto(outputs[k]))
-            return response
+            with self.manager.metrics.track("grpc", request.model_spec.name) as record:
+                return self._predict(request, context, record)
         except (RequestError, NotFound, Cancelled) as e:
             _abort(context, e)
+
+    def _predict(self, request, context, record: dict) -> predict_pb2.PredictResponse:
+        servable = self.manager.servable(*_model_of(request.model_spec))
+        signature = request.model_spec.signature_name or "serving_default"
+        record.update(version=servable.version, signature=signature)
+        inputs = {name: self._decoded(name, proto) for name, proto in request.inputs.items()}
+        check_rows(inputs, max_instances=self.max_instances)
+        outputs = servable.predict(signature, inputs, cancelled=lambda: not context.is_active())
+        wanted = list(request.output_filter) or list(outputs)
+        missing = [k for k in wanted if k not in outputs]
+        if missing:
+            raise RequestError(f"output_filter names unknown output '{missing[0]}'")
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = signature
+        for k in wanted:
+            response.outputs[k].CopyFrom(tf.make_tensor_proto(outputs[k]))
+        return response
 
     def GetModelMetadata(self, request, context):  # noqa: N802
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tfhf.serving.model_server.config import ModelSpec, parse_model_config
 from tfhf.serving.model_server.errors import NotFound
+from tfhf.serving.model_server.metrics import Metrics
 from tfhf.serving.model_server.served_model import ServedModel
 
 log = logging.getLogger("tfhf.serve")
@@ -22,6 +23,7 @@ class ModelManager:
       poll_seconds: How often to look for new versions; 0 looks only in `start`.
       batching: `Batcher` arguments for every model, or None.
       max_rows_per_call: Requests with more rows run in parts this size (`Servable`).
+      metrics: Where requests, batches and loads are recorded; None records nothing.
     """
 
     def __init__(
@@ -31,12 +33,19 @@ class ModelManager:
         poll_seconds: float = 1.0,
         batching: dict | None = None,
         max_rows_per_call: int = 64,
+        metrics: Metrics | None = None,
     ):
-        self._model_args = {"batching": batching, "max_rows_per_call": max_rows_per_call}
+        self.metrics = metrics or Metrics()
+        self._model_args = {
+            "batching": batching,
+            "max_rows_per_call": max_rows_per_call,
+            "metrics": self.metrics,
+        }
         # Replaced whole, never changed in place: a request reads one consistent mapping.
         self.models = {s.name: ServedModel(s, **self._model_args) for s in specs}
         self.poll_seconds = poll_seconds
-        self.on_load: list = []  # callbacks(model name, version, seconds, error or None)
+        # callbacks(model name, version, seconds, error or None)
+        self.on_load: list = [self.metrics.loaded]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._reloading = threading.Lock()

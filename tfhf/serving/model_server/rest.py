@@ -18,6 +18,7 @@ import threading
 from concurrent import futures
 from http import HTTPStatus
 
+import prometheus_client
 from aiohttp import http_exceptions, web
 from google.protobuf import json_format
 
@@ -129,6 +130,13 @@ class RestServer:
     async def _handle(self, request: web.BaseRequest) -> web.Response:
         cancelled = threading.Event()
         try:
+            metrics = self.manager.metrics
+            if request.method == "GET" and metrics.config.enabled:
+                if request.path == metrics.config.path:
+                    return web.Response(
+                        body=await self._in_pool(metrics.exposition),
+                        headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST},
+                    )
             if request.method == "GET":
                 payload = await self._in_pool(self._get, request.path)
             elif request.method == "POST":
@@ -214,12 +222,17 @@ class RestServer:
         except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
             raise RequestError(f"malformed JSON: {str(e)[:200]}") from None
         check_depth(body)
-        servable = self.manager.servable(name, version, label)
-        signature, inputs, rows = parse_predict_body(
-            body, servable, max_instances=self.max_instances
-        )
-        outputs = servable.predict(signature, inputs, cancelled=cancelled.is_set)
-        return predict_response(outputs, rows)
+        with self.manager.metrics.track("rest", name) as record:
+            servable = self.manager.servable(name, version, label)
+            record["version"] = servable.version
+            if isinstance(body, dict) and isinstance(body.get("signature_name"), str):
+                record["signature"] = body["signature_name"]
+            signature, inputs, rows = parse_predict_body(
+                body, servable, max_instances=self.max_instances
+            )
+            record["signature"] = signature
+            outputs = servable.predict(signature, inputs, cancelled=cancelled.is_set)
+            return predict_response(outputs, rows)
 
 
 def rest_server(

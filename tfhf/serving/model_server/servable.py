@@ -12,6 +12,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tfhf.serving.export import read_signature_defs
 from tfhf.serving.model_server.batching import Batcher, rows_of
 from tfhf.serving.model_server.errors import Cancelled, RequestError
+from tfhf.serving.model_server.metrics import Metrics
 from tfhf.serving.warmup import read_warmup_requests
 
 
@@ -26,6 +27,7 @@ class Servable:
         each request alone.
       max_rows_per_call: A request with more rows runs in calls of this many (the same
         outputs, memory bounded by the call rather than by the request); 0 never splits.
+      metrics: Where the batchers record batch sizes, or None.
     """
 
     def __init__(
@@ -36,6 +38,7 @@ class Servable:
         *,
         batching: dict | None = None,
         max_rows_per_call: int = 64,
+        metrics: Metrics | None = None,
     ):
         import tensorflow_text  # noqa: F401  (registers the ops tfhf exports use)
 
@@ -47,7 +50,11 @@ class Servable:
         self._batchers = {}
         if batching:
             self._batchers = {
-                k: Batcher(lambda inputs, k=k: self._call(k, inputs), **batching)
+                k: Batcher(
+                    lambda inputs, k=k: self._call(k, inputs),
+                    on_batch=metrics and (lambda rows, k=k: metrics.batch(name, k, rows)),
+                    **batching,
+                )
                 for k in self._functions
             }
 

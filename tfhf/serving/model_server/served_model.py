@@ -8,6 +8,7 @@ import time
 
 from tfhf.serving.model_server.config import ModelSpec
 from tfhf.serving.model_server.errors import NotFound
+from tfhf.serving.model_server.metrics import Metrics
 from tfhf.serving.model_server.servable import Servable
 
 log = logging.getLogger("tfhf.serve")
@@ -22,12 +23,19 @@ class ServedModel:
       spec: The model's name, base path, version policy and labels.
       batching: `Batcher` arguments for every version, or None.
       max_rows_per_call: Requests with more rows run in parts this size (`Servable`).
+      metrics: Where the versions' batchers record batch sizes, or None.
     """
 
     def __init__(
-        self, spec: ModelSpec, *, batching: dict | None = None, max_rows_per_call: int = 64
+        self,
+        spec: ModelSpec,
+        *,
+        batching: dict | None = None,
+        max_rows_per_call: int = 64,
+        metrics: Metrics | None = None,
     ):
         self.spec = spec
+        self.metrics = metrics
         self.batching = batching
         self.max_rows_per_call = max_rows_per_call
         # Guards the served versions and the status map together, so a request never sees
@@ -95,15 +103,18 @@ class ServedModel:
         unloads the rest in one step. A version that fails keeps the old ones serving; it is
         tried again once its folder changes."""
         on_disk = self.spec.versions_on_disk()
-        loadable = [v for v in on_disk if self._failed.get(v) != self._mtime(v)]
-        wanted = self.spec.policy.select(loadable)
         served = set(self.versions)
-        loaded = {}
-        warmed = {}
-        for version in sorted(wanted - served, reverse=True):
-            servable = self._load(version)
-            if servable is not None:
-                loaded[version], warmed[version] = servable
+        loaded, warmed = {}, {}
+        while True:  # a failed version drops out, and the policy picks again
+            loadable = [v for v in on_disk if self._failed.get(v) != self._mtime(v)]
+            wanted = self.spec.policy.select(loadable)
+            missing = wanted - served - set(loaded)
+            if not missing:
+                break
+            for version in sorted(missing, reverse=True):
+                servable = self._load(version)
+                if servable is not None:
+                    loaded[version], warmed[version] = servable
         keep = (wanted & served) | set(loaded)
         if not keep:
             # Nothing wanted could load: the newest version still on disk keeps serving.
@@ -140,6 +151,7 @@ class ServedModel:
                 self.spec.base_path / str(version),
                 batching=self.batching,
                 max_rows_per_call=self.max_rows_per_call,
+                metrics=self.metrics,
             )
             warmed = servable.warm_up()
         except Exception as e:  # noqa: BLE001  (any failure keeps the old versions serving)
