@@ -267,3 +267,32 @@ def test_grpc_refuses_a_tensor_kind_no_request_carries(server):
     error = grpc_predict(server, proto)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "dtype DT_VARIANT" in error.details()
+
+
+def test_slow_and_idle_connections_do_not_stop_a_well_behaved_client(server):
+    slow = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(100)]
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(300)]
+    head = PREDICT + b"Content-Length: 20\r\n"
+    answered, dropped = [], set()
+    try:
+        for i in range(30):  # a header byte from each slow client every 50 ms
+            for sock in slow:
+                try:
+                    sock.send(head[i : i + 1])
+                except OSError:
+                    dropped.add(sock)
+            answered.append(server.healthy())
+            time.sleep(0.05)
+        # Without a whole request within the timeout (1 s here), a connection is closed.
+        for sock in slow + idle:
+            sock.settimeout(5)
+            try:
+                if sock.recv(1) == b"":
+                    dropped.add(sock)
+            except OSError:
+                dropped.add(sock)
+    finally:
+        for sock in slow + idle:
+            sock.close()
+    assert answered == [True] * 30
+    assert len(dropped) == 400
