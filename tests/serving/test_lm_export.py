@@ -133,6 +133,28 @@ _CLIENT = textwrap.dedent("""
         "foreign": sorted(m for m in sys.modules
                           if m.split(".")[0] in ("tfhf", "transformers", "tf_keras")),
     }
+    start, resume = loaded.signatures["stream_start"], loaded.signatures["stream_continue"]
+
+    def stream(chunk, **controls):
+        inputs = dict(max_new_tokens=[max_new], temperature=[0.0], top_k=[0], top_p=[1.0],
+                      seed=[0], chunk_tokens=[chunk])
+        inputs.update(controls)
+        inputs = {k: tf.constant(v, tf.float32 if k in ("temperature", "top_p") else tf.int32)
+                  for k, v in inputs.items()}
+        out = start(prompt=tf.constant(prompts), **inputs)
+        texts = [[t.decode("utf-8") for t in out["text"].numpy()]]
+        while not out["finished"].numpy().all():
+            state = {k: out[k] for k in ("step", "logits", "past", "mask", "finished", "tokens")}
+            out = resume(**state, **inputs)
+            texts.append([t.decode("utf-8") for t in out["text"].numpy()])
+        return texts
+
+    result["stream_greedy_1"] = stream(1)
+    result["stream_greedy_5"] = stream(5)
+    result["stream_sample_3"] = stream(3, temperature=[0.9], top_k=[20], seed=[3])
+    result["stream_per_prompt"] = stream(
+        4, temperature=[0.0] + [0.9] * (n - 1), top_k=[20], seed=[3] * n,
+        max_new_tokens=[max_new] + [2] * (n - 1))
     prompts = ["fine", ""]
     result["empty"] = run()
     print(json.dumps(result))
@@ -163,6 +185,26 @@ def test_export_sampling_is_seeded_per_prompt(served):
     assert per_prompt[0] == served["greedy"][0]
     for sampled, full in zip(per_prompt[1:], served["sample_3"][1:], strict=True):
         assert full.startswith(sampled) and len(sampled) < len(full)
+
+
+@pytest.mark.parametrize(
+    "streamed, whole, chunk",
+    [
+        ("stream_greedy_1", "greedy", 1),
+        ("stream_greedy_5", "greedy", 5),
+        ("stream_sample_3", "sample_3", 3),
+        ("stream_per_prompt", "per_prompt", 4),
+    ],
+)
+def test_streamed_chunks_end_in_the_text_of_one_call(served, streamed, whole, chunk):
+    chunks = served[streamed]
+    assert chunks[-1] == served[whole]
+    # Each chunk extends the text before it, and decodes at most `chunk` more tokens.
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        assert all(a.startswith(b) for b, a in zip(before, after, strict=True))
+    assert len(chunks) <= -(-MAX_NEW // chunk)
+    if chunk == 1:
+        assert len(chunks) > 3  # the text arrived in pieces, not all at the end
 
 
 def test_controls_left_out_take_the_recorded_defaults(lm_exported, served):

@@ -642,3 +642,65 @@ def test_batches_never_exceed_max_batch_size():
     assert seen and max(seen) <= 8 and sum(seen) == 15
     for i in range(3):
         np.testing.assert_array_equal(results[i]["y"], np.full([5], 2 * i))
+
+
+def sse_events(raw: bytes) -> list[tuple[str, dict]]:
+    """(event kind, JSON payload) per Server-Sent Event."""
+    events = []
+    for block in raw.decode().strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((fields.get("event", "message"), json.loads(fields["data"])))
+    return events
+
+
+def test_streamed_text_over_rest_and_grpc_joins_into_the_predict_text(tiny_lm, served, tmp_path):
+    from tfhf.serving.lm_export import export_language_model
+
+    model, tokenizer = tiny_lm
+    export_language_model(model, tokenizer, tmp_path / "lm")
+    running = Running([ms.ModelSpec("lm", tmp_path / "lm")], poll_seconds=0)
+    prompts = ["To be", "Whether 'tis"]
+    try:
+        for controls in ({}, {"temperature": [0.9], "top_k": [20], "seed": [5]}):
+            inputs = {"prompt": prompts, "max_new_tokens": [10], **controls}
+            _, whole = running.http("POST", "/v1/models/lm:predict", {"inputs": inputs})
+            connection = http.client.HTTPConnection("127.0.0.1", running.rest_port, timeout=60)
+            body = {"inputs": {**inputs, "chunk_tokens": [2]}}
+            connection.request("POST", "/v1/models/lm/versions/1:predict_stream", json.dumps(body))
+            response = connection.getresponse()
+            assert response.status == 200
+            assert response.getheader("Content-Type") == "text/event-stream"
+            events = sse_events(response.read())
+            connection.close()
+            assert events[-1] == ("end", {})
+            pieces = [payload["text"] for kind, payload in events[:-1]]
+            assert len(pieces) > 2  # 10 tokens in chunks of 2
+            joined = ["".join(row) for row in zip(*pieces, strict=True)]
+            assert joined == whole["outputs"]
+
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "lm"
+            for name, values in body["inputs"].items():
+                request.inputs[name].CopyFrom(
+                    tf.make_tensor_proto(
+                        values, dtype=tf.float32 if name in ("temperature",) else None
+                    )
+                )
+            stream = running.channel.unary_stream(
+                "/tfhf.serving.PredictionStreamService/PredictStream",
+                request_serializer=predict_pb2.PredictRequest.SerializeToString,
+                response_deserializer=predict_pb2.PredictResponse.FromString,
+            )
+            chunks = [
+                [t.decode() for t in tf.make_ndarray(r.outputs["text"])]
+                for r in stream(request, timeout=60)
+            ]
+            assert ["".join(row) for row in zip(*chunks, strict=True)] == whole["outputs"]
+    finally:
+        running.stop()
+    # An export without the stream signatures says so, before any event.
+    classify, *_ = served
+    status, payload = classify.http(
+        "POST", "/v1/models/classify:predict_stream", {"instances": ["a"]}
+    )
+    assert status == 400 and "cannot stream" in payload["error"]

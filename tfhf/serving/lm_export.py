@@ -21,6 +21,8 @@ from tfhf.serving.warmup import WarmupRequest
 from tfhf.tokenizers.byte_level_bpe import ByteLevelBPE
 
 DEFAULT_MAX_NEW_TOKENS = 64
+# Tokens per streamed chunk when a request does not say.
+DEFAULT_CHUNK_TOKENS = 8
 
 
 class LanguageModelServingModule(tf.Module):
@@ -77,15 +79,86 @@ class LanguageModelServingModule(tf.Module):
             text = self._generate(prompt, max_new_tokens, temperature, top_k, top_p, seed)
             return {"text": text}
 
+        controls = [
+            tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
+            tf.TensorSpec([None], tf.float32, name="temperature"),
+            tf.TensorSpec([None], tf.int32, name="top_k"),
+            tf.TensorSpec([None], tf.float32, name="top_p"),
+            tf.TensorSpec([None], tf.int32, name="seed"),
+        ]
         self.generate = tf.function(
             generate,
+            input_signature=[tf.TensorSpec([None], tf.string, name="prompt"), *controls],
+        )
+
+        # Streaming: `stream_start` decodes the first `chunk_tokens` and returns the
+        # decoding state (the key/value cache among it); `stream_continue` takes that state
+        # and decodes the next chunk. The steps are the very ops `generate` runs, so the
+        # last chunk's `text` is `generate`'s text for the same inputs.
+        chunk = tf.constant([DEFAULT_CHUNK_TOKENS], tf.int32)
+
+        def stream_start(
+            prompt,
+            max_new_tokens=count,
+            temperature=greedy,
+            top_k=zero,
+            top_p=one,
+            seed=zero,
+            chunk_tokens=chunk,
+        ):
+            ids, lengths, settings = self._checked(
+                prompt, max_new_tokens, temperature, top_k, top_p, seed
+            )
+            logits, past, mask = self._prefill(ids, lengths)
+            batch = tf.shape(lengths)[0]
+            state = (tf.constant(0), logits, past, mask, tf.zeros([batch], tf.bool))
+            empty = tf.zeros([batch, 0], tf.int32)
+            return self._stream_chunk(state, empty, settings, chunk_tokens)
+
+        def stream_continue(
+            step,
+            logits,
+            past,
+            mask,
+            finished,
+            tokens,
+            max_new_tokens=count,
+            temperature=greedy,
+            top_k=zero,
+            top_p=one,
+            seed=zero,
+            chunk_tokens=chunk,
+        ):
+            batch = tf.shape(finished)[0]
+            settings = self._settings(max_new_tokens, temperature, top_k, top_p, seed, batch)
+            state = (step, logits, tuple(tf.unstack(past, num=self.num_layers)), mask, finished)
+            return self._stream_chunk(state, tokens, settings, chunk_tokens)
+
+        chunk_spec = tf.TensorSpec([None], tf.int32, name="chunk_tokens")
+        self.stream_start = tf.function(
+            stream_start,
             input_signature=[
                 tf.TensorSpec([None], tf.string, name="prompt"),
-                tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
-                tf.TensorSpec([None], tf.float32, name="temperature"),
-                tf.TensorSpec([None], tf.int32, name="top_k"),
-                tf.TensorSpec([None], tf.float32, name="top_p"),
-                tf.TensorSpec([None], tf.int32, name="seed"),
+                *controls,
+                chunk_spec,
+            ],
+        )
+        heads = int(model.config.n_head)
+        self.stream_continue = tf.function(
+            stream_continue,
+            input_signature=[
+                tf.TensorSpec([], tf.int32, name="step"),
+                tf.TensorSpec([None, None], tf.float32, name="logits"),
+                tf.TensorSpec(
+                    [self.num_layers, 2, None, heads, None, int(model.config.n_embd) // heads],
+                    tf.float32,
+                    name="past",
+                ),
+                tf.TensorSpec([None, None], tf.int32, name="mask"),
+                tf.TensorSpec([None], tf.bool, name="finished"),
+                tf.TensorSpec([None, None], tf.int32, name="tokens"),
+                *controls,
+                chunk_spec,
             ],
         )
 
@@ -98,12 +171,43 @@ class LanguageModelServingModule(tf.Module):
             return tf.broadcast_to(values, [batch])
 
     def _generate(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+        ids, lengths, settings = self._checked(
+            prompt, max_new_tokens, temperature, top_k, top_p, seed
+        )
+        logits, past, mask = self._prefill(ids, lengths)
+        batch = tf.shape(lengths)[0]
+        state = (tf.constant(0), logits, past, mask, tf.zeros([batch], tf.bool))
+        *_, tokens = self._decode(state, settings)
+        return self._text(tokens, settings[0])
+
+    def _settings(self, max_new_tokens, temperature, top_k, top_p, seed, batch):
+        """The controls, one per prompt, after the checks that need no prompt."""
+        settings = [
+            self._per_prompt(name, values, batch)
+            for name, values in zip(
+                ("max_new_tokens", "temperature", "top_k", "top_p", "seed"),
+                (max_new_tokens, temperature, top_k, top_p, seed),
+                strict=True,
+            )
+        ]
+        max_new_tokens, temperature, top_k, top_p, _ = settings
+        checks = [
+            refuse_unless(max_new_tokens >= 1, "max_new_tokens must be at least 1"),
+            refuse_unless(
+                (temperature >= 0.0) & tf.math.is_finite(temperature),
+                "temperature must be 0 (greedy) or a finite positive number",
+            ),
+            refuse_unless(top_k >= 0, "top_k must be 0 (off) or positive"),
+            refuse_unless((top_p > 0.0) & (top_p <= 1.0), "top_p must be in (0, 1]"),
+        ]
+        with tf.control_dependencies(checks):
+            return [tf.identity(value) for value in settings]
+
+    def _checked(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+        """(prompt ids, their lengths, the controls one per prompt), once every check on
+        the request has passed."""
         batch = tf.shape(prompt)[0]
-        max_new_tokens = self._per_prompt("max_new_tokens", max_new_tokens, batch)
-        temperature = self._per_prompt("temperature", temperature, batch)
-        top_k = self._per_prompt("top_k", top_k, batch)
-        top_p = self._per_prompt("top_p", top_p, batch)
-        seed = self._per_prompt("seed", seed, batch)
+        settings = self._settings(max_new_tokens, temperature, top_k, top_p, seed, batch)
         # No token spells more than `longest_token_bytes`, so a longer prompt cannot fit the
         # context: refused before tokenizing it, which costs time and memory by the byte.
         most = (self.context - 1) * self.tokenizer.longest_token_bytes
@@ -116,25 +220,19 @@ class LanguageModelServingModule(tf.Module):
             ids = self.tokenizer.tokenize(prompt)
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         checks = [
-            refuse_unless(max_new_tokens >= 1, "max_new_tokens must be at least 1"),
-            refuse_unless(
-                (temperature >= 0.0) & tf.math.is_finite(temperature),
-                "temperature must be 0 (greedy) or a finite positive number",
-            ),
-            refuse_unless(top_k >= 0, "top_k must be 0 (off) or positive"),
-            refuse_unless((top_p > 0.0) & (top_p <= 1.0), "top_p must be in (0, 1]"),
             refuse_unless(lengths >= 1, "empty prompt: give at least one character"),
             refuse_unless(  # subtracted, not added: a huge max_new_tokens must not wrap
-                max_new_tokens <= self.context - lengths,
+                settings[0] <= self.context - lengths,
                 f"prompt tokens plus max_new_tokens exceed the model context of {self.context}",
             ),
         ]
         # Nothing runs before every check has passed, so a bad request fails on its reason
         # rather than on whichever op trips over it first.
         with tf.control_dependencies(checks):
-            return self._continue(ids, lengths, max_new_tokens, temperature, top_k, top_p, seed)
+            return tf.identity(ids), tf.identity(lengths), settings
 
-    def _continue(self, ids, lengths, max_new_tokens, temperature, top_k, top_p, seed):
+    def _prefill(self, ids, lengths):
+        """(last logits, key/value cache, attention mask) after reading the prompts."""
         batch = tf.shape(lengths)[0]
         # Left padding: the last column holds every prompt's last token.
         width = tf.reduce_max(tf.concat([lengths, [1]], axis=0))
@@ -152,6 +250,16 @@ class LanguageModelServingModule(tf.Module):
             attention_mask=mask,
             position_ids=tf.cumsum(mask, axis=1, exclusive=True),
         )
+        return out.logits[:, -1, :], tuple(out.past_key_values), mask
+
+    def _decode(self, state, settings, chunk_tokens=None):
+        """Decodes from `state` (step, logits, cache, mask, finished) until every row has
+        finished, or for at most `chunk_tokens` steps; returns the new state and the new
+        tokens [batch, steps decoded]."""
+        max_new_tokens, temperature, top_k, top_p, seed = settings
+        step, logits, past, mask, finished = state
+        batch = tf.shape(finished)[0]
+        last = step + chunk_tokens if chunk_tokens is not None else None
 
         def choose(logits, step):
             logits = tf.cast(logits, tf.float32)
@@ -176,11 +284,12 @@ class LanguageModelServingModule(tf.Module):
             return tf.cond(tf.reduce_any(temperature > 0), sampled, lambda: greedy)
 
         def going(step, logits, past, mask, finished, tokens):
-            return tf.logical_not(tf.reduce_all(finished))
+            more = tf.logical_not(tf.reduce_all(finished))
+            return more if last is None else more & (step < last)
 
         def decode_one(step, logits, past, mask, finished, tokens):
             token = tf.where(finished, self.eos_id, choose(logits, step))
-            tokens = tokens.write(step, token)
+            tokens = tokens.write(tokens.size(), token)
             finished = finished | tf.equal(token, self.eos_id) | (step + 1 >= max_new_tokens)
             mask = tf.concat([mask, tf.ones([batch, 1], tf.int32)], axis=1)
             out = self._forward(
@@ -199,15 +308,15 @@ class LanguageModelServingModule(tf.Module):
             )
 
         loop_vars = (
-            tf.constant(0),
-            out.logits[:, -1, :],
-            tuple(out.past_key_values),
+            step,
+            logits,
+            past,
             mask,
-            tf.zeros([batch], tf.bool),
+            finished,
             tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None]),
         )
         unknown = tf.TensorShape(None)
-        *_, tokens = tf.while_loop(
+        *state, tokens = tf.while_loop(
             going,
             decode_one,
             loop_vars,
@@ -220,12 +329,35 @@ class LanguageModelServingModule(tf.Module):
                 unknown,
             ),
         )
-        tokens = tf.transpose(tokens.stack())  # [batch, steps]
+        # [batch, steps]; the reshape keeps the batch when no step ran.
+        tokens = tf.reshape(tf.transpose(tokens.stack()), [batch, -1])
+        return (*state, tokens)
+
+    def _text(self, tokens, max_new_tokens):
+        """The continuation `tokens` spell, cut at the first end-of-text token."""
         steps = tf.shape(tokens)[1]
         positions = tf.range(steps)[None, :]
         first_eos = tf.reduce_min(tf.where(tf.equal(tokens, self.eos_id), positions, steps), axis=1)
         kept = tf.minimum(first_eos, max_new_tokens)
         return self.tokenizer.detokenize(tf.RaggedTensor.from_tensor(tokens, lengths=kept))
+
+    def _stream_chunk(self, state, tokens, settings, chunk_tokens):
+        chunk = tf.reshape(chunk_tokens, [-1])[0]
+        with tf.control_dependencies(
+            [refuse_unless(chunk >= 1, "chunk_tokens must be at least 1")]
+        ):
+            chunk = tf.identity(chunk)
+        step, logits, past, mask, finished, new = self._decode(state, settings, chunk)
+        tokens = tf.concat([tokens, new], axis=1)
+        return {
+            "text": self._text(tokens, settings[0]),
+            "finished": finished,
+            "step": step,
+            "logits": tf.cast(logits, tf.float32),
+            "past": tf.stack([tf.cast(p, tf.float32) for p in past]),
+            "mask": mask,
+            "tokens": tokens,
+        }
 
 
 def export_language_model(
@@ -259,7 +391,11 @@ def export_language_model(
         )
         return save_version(
             module,
-            {"serving_default": module.generate},
+            {
+                "serving_default": module.generate,
+                "stream_start": module.stream_start,
+                "stream_continue": module.stream_continue,
+            },
             export_dir,
             warmup=_lm_warmup(int(model.config.n_positions)),
         )

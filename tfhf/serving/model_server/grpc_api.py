@@ -56,11 +56,18 @@ def grpc_server(
         ("grpc.max_send_message_length", max_message_bytes),
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(
-            manager, max_message_bytes=max_message_bytes, max_instances=max_instances
-        ),
-        server,
+    predictions = PredictionServicer(
+        manager, max_message_bytes=max_message_bytes, max_instances=max_instances
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(predictions, server)
+    # tfhf's own service (prediction_stream.proto): TF Serving's messages, streamed.
+    streaming = grpc.unary_stream_rpc_method_handler(
+        predictions.PredictStream,
+        request_deserializer=predict_pb2.PredictRequest.FromString,
+        response_serializer=predict_pb2.PredictResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(STREAM_SERVICE, {"PredictStream": streaming}),)
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
     bound = server.add_insecure_port(f"{host}:{port}")
@@ -82,6 +89,32 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             with self.manager.metrics.track("grpc", request.model_spec.name) as record:
                 return self._predict(request, context, record)
+        except (RequestError, NotFound, Cancelled) as e:
+            _abort(context, e)
+
+    def PredictStream(self, request, context):  # noqa: N802
+        """The lm export's text as it is decoded: one PredictResponse per chunk, its
+        `text` output holding each row's new text."""
+        try:
+            with self.manager.metrics.track("grpc", request.model_spec.name) as record:
+                servable = self.manager.servable(*_model_of(request.model_spec))
+                record.update(version=servable.version, signature="stream")
+                if request.model_spec.signature_name not in ("", "serving_default"):
+                    raise RequestError(
+                        "a stream decodes the default signature: leave signature_name out"
+                    )
+                inputs = {n: self._decoded(n, proto) for n, proto in request.inputs.items()}
+                check_rows(inputs, max_instances=self.max_instances)
+                chunks = servable.stream(inputs, cancelled=lambda: not context.is_active())
+                for pieces in chunks:
+                    response = predict_pb2.PredictResponse()
+                    response.model_spec.name = request.model_spec.name
+                    response.model_spec.version.value = servable.version
+                    response.model_spec.signature_name = "serving_default"
+                    response.outputs["text"].CopyFrom(
+                        tf.make_tensor_proto(np.array(pieces, dtype=object))
+                    )
+                    yield response
         except (RequestError, NotFound, Cancelled) as e:
             _abort(context, e)
 
@@ -182,6 +215,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                 )
             )
         return response
+
+
+STREAM_SERVICE = "tfhf.serving.PredictionStreamService"
 
 
 def _model_of(spec: model_pb2.ModelSpec) -> tuple[str, int | None, str | None]:

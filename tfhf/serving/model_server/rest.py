@@ -23,7 +23,7 @@ from aiohttp import http_exceptions, web
 from google.protobuf import json_format
 
 from tfhf.serving.model_server.config import is_decimal
-from tfhf.serving.model_server.errors import NotFound, RequestError
+from tfhf.serving.model_server.errors import Cancelled, NotFound, RequestError
 from tfhf.serving.model_server.manager import ModelManager
 from tfhf.serving.model_server.tensors import check_depth, parse_predict_body, predict_response
 
@@ -141,6 +141,8 @@ class RestServer:
                 payload = await self._in_pool(self._get, request.path)
             elif request.method == "POST":
                 raw = await self._body(request)
+                if request.path.endswith(":predict_stream"):
+                    return await self._stream(request, raw, cancelled)
                 payload = await self._in_pool(self._post, request.path, raw, cancelled)
             else:
                 raise _NotAllowed(f"method {request.method} is not supported; use GET or POST")
@@ -189,6 +191,58 @@ class RestServer:
                 f"({len(data)} of {request.content_length or 'chunked'} bytes read)"
             ) from None
         return bytes(data)
+
+    async def _stream(
+        self, request: web.BaseRequest, raw: bytes, cancelled: threading.Event
+    ) -> web.StreamResponse:
+        """Server-Sent Events: `data: {"text": [new text per row]}` per decoded chunk, then
+        `event: end`. A refusal before the first chunk is an ordinary JSON error."""
+        chunks, first = await self._in_pool(self._open_stream, request.path, raw, cancelled)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "Server": "tfhf.serve",
+            }
+        )
+        await response.prepare(request)
+        try:
+            await response.write(_event({"text": first}))
+            while (pieces := await self._in_pool(next, chunks, None)) is not None:
+                await response.write(_event({"text": pieces}))
+            await response.write(_event({}, "end"))
+        except (RequestError, NotFound) as e:
+            await response.write(_event({"error": str(e)}, "error"))
+        except (ConnectionError, Cancelled):
+            cancelled.set()  # the client has gone: decoding stops at its next chunk
+            return response
+        await response.write_eof()
+        return response
+
+    def _open_stream(self, path: str, raw: bytes, cancelled: threading.Event):
+        """(the chunk iterator, its first chunk) for a `:predict_stream` request."""
+        name, version, label, _ = _route(path.removesuffix("_stream"))
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as e:
+            raise RequestError(f"malformed JSON: {str(e)[:200]}") from None
+        check_depth(body)
+        if not isinstance(body, dict):
+            raise RequestError("the request body must be a JSON object")
+        if body.get("signature_name", "serving_default") != "serving_default":
+            raise RequestError("a stream decodes the default signature: leave signature_name out")
+        with self.manager.metrics.track("rest", name) as record:
+            servable = self.manager.servable(name, version, label)
+            record.update(version=servable.version, signature="stream")
+            if not servable.streams:
+                servable.stream({})  # refuses, saying why
+            _, inputs, _ = parse_predict_body(
+                {**body, "signature_name": "stream_start"},
+                servable,
+                max_instances=self.max_instances,
+            )
+            chunks = servable.stream(inputs, cancelled=cancelled.is_set)
+            return chunks, next(chunks)
 
     def _get(self, path: str) -> dict:
         name, version, label, action = _route(path)
@@ -326,6 +380,12 @@ class _TimedOut(_HttpError):
 
 class _NotAllowed(_HttpError):
     status = HTTPStatus.METHOD_NOT_ALLOWED
+
+
+def _event(payload: dict, kind: str | None = None) -> bytes:
+    """One Server-Sent Event holding `payload` as JSON."""
+    head = f"event: {kind}\n" if kind else ""
+    return f"{head}data: {json.dumps(payload)}\n\n".encode()
 
 
 def _json(status: int, payload: dict) -> web.Response:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +90,56 @@ class Servable:
         inputs = self._checked(signature, inputs)
         batcher = self._batchers.get(signature)
         return batcher(inputs) if batcher else self._call_in_parts(signature, inputs, cancelled)
+
+    @property
+    def streams(self) -> bool:
+        """Whether the export decodes in chunks (`stream_start`, `stream_continue`)."""
+        return {"stream_start", "stream_continue"} <= set(self._functions)
+
+    def stream(
+        self,
+        inputs: dict[str, np.ndarray],
+        *,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Iterator[list[str]]:
+        """The export's text as it is decoded: one list (a string per row) of new text per
+        chunk. Together the pieces spell the `serving_default` text for the same inputs.
+
+        Raises:
+          RequestError: The export cannot stream, or the inputs do not fit it.
+          Cancelled: `cancelled()` said the client has gone.
+        """
+        if not self.streams:
+            raise RequestError(
+                f"model {self.name} version {self.version} cannot stream: it has no "
+                "stream_start and stream_continue signatures (export it again with this tfhf)"
+            )
+        return self._chunks(self._checked("stream_start", inputs), cancelled)
+
+    def _chunks(self, checked: dict, cancelled) -> Iterator[list[str]]:
+        outputs = self._call("stream_start", checked)
+        sent = [""] * len(outputs["finished"])
+        while True:
+            finished = outputs["finished"]
+            pieces = []
+            for row, text in enumerate(outputs["text"]):
+                text = text.decode("utf-8", errors="replace")
+                # A character cut between chunks shows as U+FFFD until its bytes are all in.
+                if not finished[row]:
+                    text = text.rstrip("\ufffd")
+                pieces.append(text[len(sent[row]) :] if text.startswith(sent[row]) else "")
+                if text.startswith(sent[row]):
+                    sent[row] = text
+            yield pieces
+            if finished.all():
+                return
+            if cancelled is not None and cancelled():
+                raise Cancelled("client gone while streaming")
+            wanted = self.signature_defs["stream_continue"].inputs
+            outputs = self._call(
+                "stream_continue",
+                {k: outputs[k] if k in outputs else checked[k] for k in wanted if k != "prompt"},
+            )
 
     def warm_up(self) -> int:
         """Replays the export's `assets.extra/tf_serving_warmup_requests`; returns how many."""

@@ -1,0 +1,123 @@
+"""Streaming against one answer: time to the first chunk of `:predict_stream` beside the
+time to the whole text, over `python -m tfhf.serve` on loopback, for an lm export.
+
+  python benchmarks/stream_latency.py --model_base_path=savedmodels/lm
+  python benchmarks/stream_latency.py --model_base_path=savedmodels/lm --max_new_tokens=128
+
+For each chunk size the script sends the same greedy request (one prompt) --repeats times
+as `:predict` and as `:predict_stream`, checks that the streamed pieces join into the
+`:predict` text, and prints medians: the time to the `:predict` answer, to the first
+streamed event, and to the stream's end.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+_BASE = flags.DEFINE_string("model_base_path", "savedmodels/lm", "An lm export root.")
+_PROMPT = flags.DEFINE_string("prompt", "ROMEO.\n", "The prompt.")
+_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 64, "Tokens per answer.")
+_CHUNKS = flags.DEFINE_list("chunk_tokens", ["1", "4", "16"], "Chunk sizes to measure.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Requests per figure (the median is shown).")
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(port: int, path: str, body: dict) -> tuple[float, float, bytes]:
+    """(seconds to the first body bytes, seconds to the end, the body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    start = time.perf_counter()
+    connection.request("POST", path, json.dumps(body))
+    response = connection.getresponse()
+    first = response.read1(65536)
+    first_at = time.perf_counter() - start
+    rest = response.read()
+    connection.close()
+    return first_at, time.perf_counter() - start, first + rest
+
+
+def _joined(raw: bytes) -> str:
+    text = ""
+    for block in raw.decode().strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        if "event" not in fields:
+            text += json.loads(fields["data"])["text"][0]
+    return text
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not Path(_BASE.value).is_dir():
+        sys.exit(f"error: {_BASE.value} is not an export root; run `make lm` first")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tfhf.serve",
+            "--model_name=lm",
+            f"--model_base_path={Path(_BASE.value).resolve()}",
+            f"--rest_api_port={port}",
+            "--port=0",
+        ],
+        cwd=_REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if "REST on" in line:
+                break
+        inputs = {"prompt": [_PROMPT.value], "max_new_tokens": [_MAX_NEW.value]}
+        _post(port, "/v1/models/lm:predict", {"inputs": inputs})  # warm
+        whole = [
+            _post(port, "/v1/models/lm:predict", {"inputs": inputs}) for _ in range(_REPEATS.value)
+        ]
+        text = json.loads(whole[0][2])["outputs"][0]
+        print(
+            f"prompt {_PROMPT.value!r}, {_MAX_NEW.value} new tokens, greedy, "
+            f"median of {_REPEATS.value}; model {_BASE.value}",
+            flush=True,
+        )
+        print(f"{'request':<28}{'first bytes ms':>15}{'whole ms':>10}{'same text':>11}")
+        print(
+            f"{':predict':<28}{np.median([w[1] for w in whole]) * 1000:>15.0f}"
+            f"{np.median([w[1] for w in whole]) * 1000:>10.0f}{'':>11}"
+        )
+        for chunk in map(int, _CHUNKS.value):
+            body = {"inputs": {**inputs, "chunk_tokens": [chunk]}}
+            _post(port, "/v1/models/lm:predict_stream", body)  # warm
+            runs = [
+                _post(port, "/v1/models/lm:predict_stream", body) for _ in range(_REPEATS.value)
+            ]
+            same = all(_joined(r[2]) == text for r in runs)
+            print(
+                f"{f':predict_stream, chunk {chunk}':<28}"
+                f"{np.median([r[0] for r in runs]) * 1000:>15.0f}"
+                f"{np.median([r[1] for r in runs]) * 1000:>10.0f}{str(same):>11}",
+                flush=True,
+            )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    app.run(main)
