@@ -250,7 +250,22 @@ def test_bad_requests_get_a_one_line_reason(served, case, message):
 
 
 def test_lm_export_needs_one_tf_text_op_and_stores_its_tables_as_assets(lm_exported, non_core_ops):
+    from tensorflow.core.protobuf import saved_model_pb2
+
     _, version_dir = lm_exported
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+    # A TensorArray that grows in a loop writes with a resizing TensorListSetItem, which
+    # TensorFlow 2.12 (as TF Serving builds it) does not resize: the export would load and
+    # then fail every request ("Trying to modify element 0 in a list with 0 elements").
+    growing = [
+        n.name
+        for n in nodes
+        if n.op == "TensorListSetItem" and n.attr["resize_if_index_out_of_bounds"].b
+    ]
+    assert growing == []
     # RegexSplitWithOffsets is in the TF Text that TF Serving's model server links.
     assert non_core_ops(version_dir) == {"RegexSplitWithOffsets"}
     assert (version_dir / "assets" / "bpe_tokens.txt").is_file()

@@ -289,7 +289,7 @@ class LanguageModelServingModule(tf.Module):
 
         def decode_one(step, logits, past, mask, finished, tokens):
             token = tf.where(finished, self.eos_id, choose(logits, step))
-            tokens = tokens.write(tokens.size(), token)
+            tokens = tf.concat([tokens, token[:, None]], axis=1)
             finished = finished | tf.equal(token, self.eos_id) | (step + 1 >= max_new_tokens)
             mask = tf.concat([mask, tf.ones([batch, 1], tf.int32)], axis=1)
             out = self._forward(
@@ -313,7 +313,9 @@ class LanguageModelServingModule(tf.Module):
             past,
             mask,
             finished,
-            tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None]),
+            # Grown by concatenation: a growing TensorArray fails on TF Serving builds of
+            # TensorFlow 2.12 ("Trying to modify element 0 in a list with 0 elements").
+            tf.zeros([batch, 0], tf.int32),
         )
         unknown = tf.TensorShape(None)
         *state, tokens = tf.while_loop(
@@ -326,11 +328,9 @@ class LanguageModelServingModule(tf.Module):
                 tuple(unknown for _ in range(self.num_layers)),
                 tf.TensorShape([None, None]),
                 tf.TensorShape([None]),
-                unknown,
+                tf.TensorShape([None, None]),
             ),
         )
-        # [batch, steps]; the reshape keeps the batch when no step ran.
-        tokens = tf.reshape(tf.transpose(tokens.stack()), [batch, -1])
         return (*state, tokens)
 
     def _text(self, tokens, max_new_tokens):
