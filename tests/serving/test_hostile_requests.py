@@ -98,6 +98,7 @@ def json_body(response: bytes) -> dict:
 
 
 PREDICT = b"POST /v1/models/classify:predict HTTP/1.1\r\nHost: x\r\n"
+CLOSE = b"Connection: close\r\n"  # so `exchange` returns with the answer, not at `wait`
 
 
 @pytest.mark.parametrize(
@@ -149,7 +150,7 @@ def test_a_body_over_the_limit_that_is_sent_still_gets_its_413(server):
 def test_deep_json_is_a_400_without_a_traceback(server, caplog):
     for depth in (40, 600, 5000):
         body = ('{"instances": ' + "[" * depth + '"a"' + "]" * depth + "}").encode()
-        head = PREDICT + b"Content-Length: %d\r\n\r\n" % len(body)
+        head = PREDICT + CLOSE + b"Content-Length: %d\r\n\r\n" % len(body)
         response, _ = exchange(server.port, head + body, wait=2)
         assert b" 400 " in response.split(b"\r\n")[0]
         error = json_body(response)["error"]
@@ -165,7 +166,8 @@ def test_an_empty_batch_is_a_clear_400(server):
 
 
 def test_a_method_other_than_get_or_post_is_a_405(server):
-    response, _ = exchange(server.port, b"PUT /v1/models/classify HTTP/1.1\r\nHost: x\r\n\r\n")
+    request = b"PUT /v1/models/classify HTTP/1.1\r\nHost: x\r\n" + CLOSE + b"\r\n"
+    response, _ = exchange(server.port, request)
     assert response.startswith(b"HTTP/1.1 405")
     assert "PUT is not supported" in json_body(response)["error"]
 
@@ -193,14 +195,14 @@ def test_a_connection_beyond_the_cap_gets_a_503_and_a_slot_frees_when_one_closes
         idle = [socket.create_connection(("127.0.0.1", capped.port)) for _ in range(2)]
         time.sleep(0.3)  # both accepted
         response, closed = exchange(
-            capped.port, b"GET /v1/models/sleeper HTTP/1.1\r\nHost: x\r\n\r\n"
+            capped.port, b"GET /v1/models/sleeper HTTP/1.1\r\nHost: x\r\n" + CLOSE + b"\r\n"
         )
         assert response.startswith(b"HTTP/1.1 503") and closed
         assert "too many open connections" in json_body(response)["error"]
         idle[0].close()
         time.sleep(0.3)
         response, _ = exchange(
-            capped.port, b"GET /v1/models/sleeper HTTP/1.1\r\nHost: x\r\n\r\n", wait=2
+            capped.port, b"GET /v1/models/sleeper HTTP/1.1\r\nHost: x\r\n" + CLOSE + b"\r\n", wait=2
         )
         assert response.startswith(b"HTTP/1.1 200")
         idle[1].close()

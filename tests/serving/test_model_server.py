@@ -515,12 +515,20 @@ def test_cli_serves_a_model_config_and_stops_on_sigterm(classifier, tmp_path):
     assert bad.stderr.strip().splitlines()[-1].startswith("error: model x: base path")
 
 
-def test_lm_export_answers_prompts_with_the_signature_defaults_filled_in(tiny_lm, tmp_path):
+@pytest.fixture(scope="module")
+def lm_root(tiny_lm, tmp_path_factory) -> Path:
     from tfhf.serving.lm_export import export_language_model
 
     model, tokenizer = tiny_lm
-    version = export_language_model(model, tokenizer, tmp_path / "lm")
-    running = Running([ms.ModelSpec("lm", tmp_path / "lm")], poll_seconds=0)
+    root = tmp_path_factory.mktemp("served_lm") / "lm"
+    export_language_model(model, tokenizer, root)
+    return root
+
+
+def test_lm_export_answers_prompts_with_the_signature_defaults_filled_in(tiny_lm, lm_root):
+    model, tokenizer = tiny_lm
+    version = lm_root / "1"
+    running = Running([ms.ModelSpec("lm", lm_root)], poll_seconds=0)
     try:
         prompts = ["To be", "Whether"]
         status, payload = running.http("POST", "/v1/models/lm:predict", {"instances": prompts})
@@ -653,12 +661,8 @@ def sse_events(raw: bytes) -> list[tuple[str, dict]]:
     return events
 
 
-def test_streamed_text_over_rest_and_grpc_joins_into_the_predict_text(tiny_lm, served, tmp_path):
-    from tfhf.serving.lm_export import export_language_model
-
-    model, tokenizer = tiny_lm
-    export_language_model(model, tokenizer, tmp_path / "lm")
-    running = Running([ms.ModelSpec("lm", tmp_path / "lm")], poll_seconds=0)
+def test_streamed_text_over_rest_and_grpc_joins_into_the_predict_text(lm_root, served):
+    running = Running([ms.ModelSpec("lm", lm_root)], poll_seconds=0)
     prompts = ["To be", "Whether 'tis"]
     try:
         for controls in ({}, {"temperature": [0.9], "top_k": [20], "seed": [5]}):
