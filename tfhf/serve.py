@@ -1,13 +1,21 @@
 """python -m tfhf.serve: serve tfhf exports over TensorFlow Serving's REST and gRPC APIs.
 
-The flags are TF Serving's own, so the same command line and the same client code work
-against TF Serving in production.
+The flags are TF Serving's own wherever TF Serving has one, so the same command line and
+the same client code work against TF Serving in production; the limits TF Serving lacks
+(--max_rows_per_call, --rest_api_max_connections, --shutdown_grace_seconds, ...) are
+tfhf's.
 
 Examples:
   python -m tfhf.serve --model_name=classify --model_base_path=savedmodels/classify
   python -m tfhf.serve --model_config_file=models.config --rest_api_port=8501 --port=8500
   python -m tfhf.serve --model_name=classify --model_base_path=savedmodels/classify \\
       --enable_batching --max_batch_size=32 --batch_timeout_micros=5000
+  python -m tfhf.serve --model_config_file=models.config \\
+      --model_config_file_poll_wait_seconds=30 --monitoring_config_file=monitoring.config
+
+An lm export also streams its text as it is decoded (POST .../lm:predict_stream, Server-
+Sent Events; gRPC tfhf.serving.PredictionStreamService/PredictStream), which TF Serving
+cannot.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """A local server that behaves like TensorFlow Serving for tfhf exports: version folders
-watched and switched without dropping requests, TF Serving's REST and gRPC APIs, and
-optional server-side batching.
+watched and switched without dropping requests, TF Serving's REST and gRPC APIs, version
+policies and labels, config reloads, Prometheus metrics, optional server-side batching,
+and (beyond TF Serving) streamed generation.
 
 The servable side (`ModelManager`, `ServedModel`, `Servable`, `Batcher`) knows nothing of
 HTTP or gRPC; the two front ends (`rest_server`, `grpc_server`) translate requests into
