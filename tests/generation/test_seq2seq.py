@@ -17,6 +17,8 @@ from tfhf.generation.seq2seq import (
     DecodingSettings,
     decode,
     decoder_steps,
+    stream_continue,
+    stream_start,
 )
 
 START, PAD = 2, 0
@@ -276,3 +278,61 @@ def test_each_source_decodes_as_it_would_alone(pair, settings):
     for row in range(ids.shape[0]):
         alone = decode(steps, ids[row : row + 1], mask[row : row + 1], settings).numpy()
         np.testing.assert_array_equal(alone[0], batch[row])
+
+
+def _as_tensors(settings: DecodingSettings) -> DecodingSettings:
+    """The settings as the SavedModel's controls arrive: scalar tensors."""
+    names = ("max_new_tokens", "num_beams", "length_penalty", "temperature", "top_k", "top_p")
+    values = {n: tf.constant(getattr(settings, n)) for n in (*names, "seed")}
+    return dataclasses.replace(settings, **values)
+
+
+def _streamed(steps, ids, mask, settings: DecodingSettings, chunk: int) -> list[np.ndarray]:
+    """The ids each call of a stream shows, `chunk` tokens a call, until every row is done."""
+    start = tf.function(lambda: stream_start(steps, ids, mask, settings, tf.constant(chunk)))
+    more = tf.function(lambda state: stream_continue(steps, state, settings, tf.constant(chunk)))
+    out, shown = start(), []
+    while True:
+        shown.append(out["ids"].numpy())
+        if out["finished"].numpy().all():
+            return shown
+        assert len(shown) <= settings.max_new_tokens, "the stream does not end"
+        state = {k: v for k, v in out.items() if k not in ("ids", "finished")}
+        out = more(state)
+
+
+STREAMED = [
+    DecodingSettings(max_new_tokens=10, no_repeat_ngram_size=2),
+    DecodingSettings(max_new_tokens=10, temperature=0.9, top_k=8, seed=3),
+    DecodingSettings(max_new_tokens=10, num_beams=3, no_repeat_ngram_size=2, min_new_tokens=4),
+    DecodingSettings(max_new_tokens=10, num_beams=4, length_penalty=2.0),
+]
+
+
+@pytest.mark.parametrize("settings, chunk", list(zip(STREAMED, [1, 3, 1, 2], strict=True)), ids=str)
+def test_a_stream_ends_in_what_one_call_decodes_and_never_takes_back_a_token(pair, settings, chunk):
+    _, steps, _ = pair
+    ids, mask = sources()
+    tensors = _as_tensors(settings)
+    whole = tf.function(lambda: decode(steps, ids, mask, tensors))().numpy()
+    shown = _streamed(steps, ids, mask, tensors, chunk)
+    np.testing.assert_array_equal(shown[-1], whole)
+    for before in shown[:-1]:
+        # What a call shows is how the result starts: the shown tokens, then padding.
+        kept = before != PAD
+        assert (np.cumprod(kept, axis=1) == kept).all()
+        np.testing.assert_array_equal(np.where(kept, whole, PAD), before)
+    assert len(shown) <= -(-settings.max_new_tokens // chunk)
+    if chunk == 1:
+        # Text arrives before the end: for beam search, as soon as the beams agree.
+        assert (shown[len(shown) // 2] != PAD).any()
+
+
+@pytest.mark.parametrize("checkpoint", ["t5"], indirect=True)  # positions read from the cache
+def test_a_checkpoint_streams_what_it_decodes(checkpoint):
+    _, steps, _ = checkpoint
+    ids, mask = sources()
+    for settings in (STREAMED[0], STREAMED[2]):
+        tensors = _as_tensors(settings)
+        whole = decode(steps, ids, mask, settings).numpy()
+        np.testing.assert_array_equal(_streamed(steps, ids, mask, tensors, 2)[-1], whole)

@@ -245,7 +245,26 @@ _CLIENT = textwrap.dedent("""
             # TF Serving returns the same "assertion failed: [...]" line to its client.
             return "error: " + next(l for l in e.message.splitlines() if "assertion" in l)
 
+    start, more = loaded.signatures["stream_start"], loaded.signatures["stream_continue"]
+    STATE = ("length", "running", "running_scores", "ended", "ended_scores", "done",
+             "searching", "encoded", "encoder_mask", "cache", "cross_cache")
+
+    def stream(chunk, **controls):
+        inputs = dict(max_new_tokens=[6], num_beams=[4], length_penalty=[1.0],
+                      temperature=[0.0], top_k=[0], top_p=[1.0], seed=[0], chunk_tokens=[chunk])
+        inputs.update(controls)
+        inputs = {k: tf.constant(v, TYPES.get(k, tf.int32)) for k, v in inputs.items()}
+        out = start(text=tf.constant(texts), **inputs)
+        shown = [[t.decode() for t in out["summary"].numpy()]]
+        while not out["finished"].numpy().all():
+            out = more(**{k: out[k] for k in STATE}, **inputs)
+            shown.append([t.decode() for t in out["summary"].numpy()])
+        return shown
+
     print(json.dumps({
+        "stream_given": stream(2),
+        "stream_greedy": stream(1, num_beams=[1]),
+        "stream_sample_3": stream(3, num_beams=[1], temperature=[1.5], seed=[3]),
         "defaults": [t.decode() for t in loaded.generate(tf.constant(texts))["summary"].numpy()],
         "given": run(),
         "greedy": run(num_beams=[1]),
@@ -290,6 +309,26 @@ def test_the_export_samples_by_seed(served):
     _, out = served
     assert out["sample_3"] == out["sample_3_again"] != out["sample_4"]
     assert out["sample_3"] != out["greedy"]
+
+
+@pytest.mark.parametrize(
+    "streamed, whole, chunk",
+    [
+        ("stream_given", "given", 2),
+        ("stream_greedy", "greedy", 1),
+        ("stream_sample_3", "sample_3", 3),
+    ],
+)
+def test_streamed_summaries_end_in_the_text_of_one_call(served, streamed, whole, chunk):
+    _, out = served
+    shown = out[streamed]
+    assert shown[-1] == out[whole]
+    # Each chunk shows how the summary starts (beam search: what all live beams agree on).
+    for before in shown[:-1]:
+        assert all(w.startswith(b) for b, w in zip(before, out[whole], strict=True))
+    assert len(shown) <= -(-6 // chunk)
+    if chunk == 1:
+        assert any(shown[len(shown) // 2]), "no text before the end"
 
 
 @pytest.mark.parametrize(
@@ -350,6 +389,20 @@ def test_tfhf_serve_loads_the_export_with_its_warmup_and_answers_over_rest(train
         assert payload["outputs"] == out["greedy"]
         status, payload = post({"inputs": {"text": texts, "num_beams": [0]}})
         assert status == 400 and "num_beams must be in [1, 16]" in payload["error"]
+        # Streamed as Server-Sent Events (4 beams, the default): the pieces join into the
+        # summaries of one call.
+        connection = http.client.HTTPConnection("127.0.0.1", rest.server_address[1], timeout=120)
+        body = {"inputs": {"text": texts, "chunk_tokens": [1]}}
+        connection.request("POST", "/v1/models/summarize:predict_stream", body=json.dumps(body))
+        response = connection.getresponse()
+        events = [
+            json.loads(block.split("data: ", 1)[1])
+            for block in response.read().decode().strip().split("\n\n")
+        ]
+        connection.close()
+        assert response.status == 200 and events[-1] == {}
+        joined = ["".join(row) for row in zip(*(e["summary"] for e in events[:-1]), strict=True)]
+        assert joined == out["defaults"]
     finally:
         rest.shutdown()
         manager.stop()

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -279,15 +280,56 @@ def decode(steps: DecoderSteps, input_ids, attention_mask, settings: DecodingSet
     controls); `min_new_tokens` and `no_repeat_ngram_size` stay Python values.
     """
     encoded = steps.encode(input_ids, attention_mask)
+
+    def run(search: _Search):
+        return search.result(_run(search, search.start(), settings, settings.max_new_tokens))
+
+    def one_at_a_time():
+        return run(_one_at_a_time(steps, encoded, attention_mask, settings))
+
+    def beam_search():
+        beams = settings.num_beams
+        # Every beam of an example reads the same encoder states.
+        return run(
+            _beam_search(
+                steps,
+                tf.repeat(encoded, beams, axis=0),
+                tf.repeat(attention_mask, beams, axis=0),
+                settings,
+            )
+        )
+
     if isinstance(settings.num_beams, int):
-        if settings.num_beams > 1:
-            return _beam_search(steps, encoded, attention_mask, settings)
-        return _one_at_a_time(steps, encoded, attention_mask, settings)
-    return tf.cond(
-        settings.num_beams > 1,
-        lambda: _beam_search(steps, encoded, attention_mask, settings),
-        lambda: _one_at_a_time(steps, encoded, attention_mask, settings),
+        return beam_search() if settings.num_beams > 1 else one_at_a_time()
+    return tf.cond(settings.num_beams > 1, beam_search, one_at_a_time)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Search:
+    """One way of decoding as the parts of a loop over a state (a dict of tensors, the
+    cache under "cache"): `start()` is the state once the first token is chosen, `body`
+    chooses one more while `going`, and `result` is the ids [batch, max_new_tokens].
+    `shown` is the ids every later state's result starts with; `done` [batch], the rows
+    whose result is already final."""
+
+    start: Callable[[], dict]
+    going: Callable[[dict], tf.Tensor]
+    body: Callable[[dict], dict]
+    result: Callable[[dict], tf.Tensor]
+    shown: Callable[[dict], tf.Tensor]
+    done: Callable[[dict], tf.Tensor]
+
+
+def _run(search: _Search, state: dict, settings: DecodingSettings, iterations) -> dict:
+    """`state` after at most `iterations` more tokens."""
+    (state,) = tf.while_loop(
+        search.going,
+        lambda state: (search.body(state),),
+        (state,),
+        maximum_iterations=iterations,
+        shape_invariants=_invariants((state,), settings),
     )
+    return state
 
 
 def _one_at_a_time(steps: DecoderSteps, encoded, encoder_mask, settings: DecodingSettings):
@@ -295,9 +337,6 @@ def _one_at_a_time(steps: DecoderSteps, encoded, encoder_mask, settings: Decodin
     rows = tf.shape(encoded)[0]
     width = settings.max_new_tokens + 1
     vocab = steps.vocab_size
-    sequences = tf.concat(
-        [tf.fill([rows, 1], steps.start_id), tf.fill([rows, width - 1], steps.pad_id)], axis=1
-    )
 
     def choose(logits, sequences, length):
         scores = _process(logits, sequences, length, settings, steps.end_id, vocab)
@@ -319,29 +358,41 @@ def _one_at_a_time(steps: DecoderSteps, encoded, encoder_mask, settings: Decodin
             return sampled() if settings.temperature > 0 else greedy()
         return tf.cond(settings.temperature > 0, sampled, greedy)
 
-    logits, cache = steps.first(sequences[:, 0], encoded, encoder_mask, settings.max_new_tokens)
-
-    def body(length, sequences, finished, logits, cache):
+    def advance(state, logits):
+        """The state with the token at `length` chosen (the end token, then padding)."""
+        length, sequences, finished = state["length"], state["sequences"], state["finished"]
         token = tf.where(finished, steps.pad_id, choose(logits, sequences, length))
         sequences = tf.tensor_scatter_nd_update(
             sequences, tf.stack([tf.range(rows), tf.fill([rows], length)], axis=1), token
         )
         finished |= tf.equal(token, steps.end_id)
-        logits, cache = tf.cond(
-            length + 1 < width,
-            lambda: steps.step(token, length, cache, encoded, encoder_mask),
-            lambda: (logits, cache),
-        )
-        return length + 1, sequences, finished, logits, cache
+        return dict(state, length=length + 1, sequences=sequences, finished=finished)
 
-    loop_vars = (tf.constant(1), sequences, tf.zeros([rows], tf.bool), logits, cache)
-    _, sequences, *_ = tf.while_loop(
-        lambda length, sequences, finished, *_: (length < width) & ~tf.reduce_all(finished),
-        body,
-        loop_vars,
-        shape_invariants=_invariants(loop_vars, settings),
-    )
-    return sequences[:, 1:]
+    def start():
+        sequences = tf.concat(
+            [tf.fill([rows, 1], steps.start_id), tf.fill([rows, width - 1], steps.pad_id)],
+            axis=1,
+        )
+        logits, cache = steps.first(sequences[:, 0], encoded, encoder_mask, settings.max_new_tokens)
+        state = dict(length=tf.constant(1), sequences=sequences, finished=tf.zeros([rows], tf.bool))
+        return advance(dict(state, cache=cache), logits)
+
+    def going(state):
+        return (state["length"] < width) & ~tf.reduce_all(state["finished"])
+
+    def body(state):
+        length = state["length"]
+        token = tf.gather(state["sequences"], length - 1, axis=1)
+        logits, cache = steps.step(token, length - 1, state["cache"], encoded, encoder_mask)
+        return advance(dict(state, cache=cache), logits)
+
+    def result(state):
+        return state["sequences"][:, 1:]
+
+    def done(state):
+        return state["finished"] | (state["length"] >= width)
+
+    return _Search(start, going, body, result, shown=result, done=done)
 
 
 def _invariants(loop_vars, settings: DecodingSettings):
@@ -359,14 +410,12 @@ def _gather_beams(tensor, indices):
 
 
 def _beam_search(steps: DecoderSteps, encoded, encoder_mask, settings: DecodingSettings):
+    """Beam search; `encoded` and `encoder_mask` hold a row per beam (batch x beams)."""
     beams = settings.num_beams
-    batch = tf.shape(encoded)[0]
+    batch = tf.shape(encoded)[0] // beams
     width = settings.max_new_tokens + 1
     vocab = steps.vocab_size
     penalty = settings.length_penalty
-    # Every beam of an example reads the same encoder states.
-    encoded = tf.repeat(encoded, beams, axis=0)
-    encoder_mask = tf.repeat(encoder_mask, beams, axis=0)
 
     def flat(t):
         if t.shape[2:].is_fully_defined():  # keeps static shapes for XLA
@@ -376,24 +425,7 @@ def _beam_search(steps: DecoderSteps, encoded, encoder_mask, settings: DecodingS
     def unflat(t):
         return tf.reshape(t, tf.concat([[batch, beams], tf.shape(t)[1:]], axis=0))
 
-    start = tf.concat(
-        [
-            tf.fill([batch, beams, 1], steps.start_id),
-            tf.fill([batch, beams, width - 1], steps.pad_id),
-        ],
-        axis=2,
-    )
-    state = dict(
-        length=tf.constant(1),
-        running=start,
-        # Only the first beam is alive at the start: the others would repeat it.
-        running_scores=tf.tile(tf.where(tf.range(beams) == 0, 0.0, NEG_INF)[None, :], [batch, 1]),
-        finished=tf.fill([batch, beams, width], steps.pad_id),
-        finished_scores=tf.fill([batch, beams], NEG_INF),
-        done=tf.zeros([batch, beams], tf.bool),
-    )
-
-    def advance(state, logits, cache):
+    def advance(state, logits):
         length = state["length"]
         log_probs = tf.nn.log_softmax(logits)
         log_probs = _process(
@@ -417,67 +449,184 @@ def _beam_search(steps: DecoderSteps, encoded, encoder_mask, settings: DecodingS
         running_scores = _gather_beams(alive_scores, next_alive)
         ranked = top_scores / tf.cast(length, tf.float32) ** penalty
         ranked += tf.cast(~just_done, tf.float32) * NEG_INF
-        merged_scores = tf.concat([state["finished_scores"], ranked], axis=1)
+        merged_scores = tf.concat([state["ended_scores"], ranked], axis=1)
         best = tf.math.top_k(merged_scores, k=beams).indices
-        finished = _gather_beams(tf.concat([state["finished"], candidates], axis=1), best)
-        finished_scores = _gather_beams(merged_scores, best)
-        done = _gather_beams(tf.concat([state["done"], just_done], axis=1), best)
         rows = tf.reshape(
             _gather_beams(from_beam, next_alive) + tf.range(batch)[:, None] * beams, [-1]
         )
-        new_state = dict(
+        return dict(
+            state,
             length=length + 1,
             running=running,
             running_scores=running_scores,
-            finished=finished,
-            finished_scores=finished_scores,
-            done=done,
+            ended=_gather_beams(tf.concat([state["ended"], candidates], axis=1), best),
+            ended_scores=_gather_beams(merged_scores, best),
+            done=_gather_beams(tf.concat([state["done"], just_done], axis=1), best),
+            cache=steps.reorder(state["cache"], rows),
         )
-        return new_state, steps.reorder(cache, rows)
 
-    logits, cache = steps.first(
-        tf.fill([batch * beams], steps.start_id), encoded, encoder_mask, settings.max_new_tokens
-    )
-    state, cache = advance(state, logits, cache)
-    state["searching"] = tf.ones([batch], tf.bool)
+    def start():
+        running = tf.concat(
+            [
+                tf.fill([batch, beams, 1], steps.start_id),
+                tf.fill([batch, beams, width - 1], steps.pad_id),
+            ],
+            axis=2,
+        )
+        logits, cache = steps.first(
+            tf.fill([batch * beams], steps.start_id), encoded, encoder_mask, settings.max_new_tokens
+        )
+        state = dict(
+            length=tf.constant(1),
+            running=running,
+            # Only the first beam is alive at the start: the others would repeat it.
+            running_scores=tf.tile(
+                tf.where(tf.range(beams) == 0, 0.0, NEG_INF)[None, :], [batch, 1]
+            ),
+            ended=tf.fill([batch, beams, width], steps.pad_id),
+            ended_scores=tf.fill([batch, beams], NEG_INF),
+            done=tf.zeros([batch, beams], tf.bool),
+            cache=cache,
+        )
+        return dict(advance(state, logits), searching=tf.ones([batch], tf.bool))
 
     def improvable(state):
         """[batch]: whether an example's best running beam may still beat a finished one."""
         length = state["length"]
         best_alive = state["running_scores"][:, :1] / tf.cast(length - 1, tf.float32) ** penalty
         worst_done = tf.where(
-            state["done"], tf.reduce_min(state["finished_scores"], axis=1, keepdims=True), NEG_INF
+            state["done"], tf.reduce_min(state["ended_scores"], axis=1, keepdims=True), NEG_INF
         )
         return tf.reduce_any(best_alive > worst_done, axis=1)
 
-    def going(state, cache):
+    def going(state):
         return (state["length"] < width) & tf.reduce_any(state["searching"] & improvable(state))
 
-    def body(state, cache):
+    def body(state):
         searching = state["searching"] & improvable(state)
         tokens = tf.reshape(
             tf.gather(state["running"], state["length"] - 1, axis=2), [batch * beams]
         )
-        logits, cache = steps.step(tokens, state["length"] - 1, cache, encoded, encoder_mask)
-        new, cache = advance(state, logits, cache)
+        logits, cache = steps.step(
+            tokens, state["length"] - 1, state["cache"], encoded, encoder_mask
+        )
+        new = advance(dict(state, cache=cache), logits)
         # An example whose search is over keeps its beams, as if it had been decoded alone:
         # its summary must not depend on how long the other examples in the batch search.
-        for key in ("running", "running_scores", "finished", "finished_scores", "done"):
+        for key in ("running", "running_scores", "ended", "ended_scores", "done"):
             keep = tf.reshape(searching, [-1] + [1] * (new[key].shape.rank - 1))
             new[key] = tf.where(keep, new[key], state[key])
         new["searching"] = searching
-        return new, cache
+        return new
 
-    state, _ = tf.while_loop(
-        going,
-        body,
-        (state, cache),
-        maximum_iterations=width - 1,
-        shape_invariants=_invariants((state, cache), settings),
+    def result(state):
+        none_done = ~tf.reduce_any(state["done"], axis=1)
+        best = tf.where(none_done[:, None], state["running"][:, 0], state["ended"][:, 0])
+        return best[:, 1:]
+
+    def done(state):
+        return ~(state["searching"] & improvable(state)) | (state["length"] >= width)
+
+    def shown(state):
+        """The tokens every live hypothesis (running, or ended and kept) agrees on: the
+        result extends one of them, so it starts with these."""
+        hypotheses = tf.concat([state["running"], state["ended"]], axis=1)
+        live = tf.concat([state["running_scores"] > NEG_INF / 2, state["done"]], axis=1)
+        reference = state["running"][:, :1]
+        agree = tf.reduce_all(
+            tf.equal(hypotheses, reference) | ~live[:, :, None], axis=1
+        )  # [batch, width]
+        written = tf.range(width)[None, :] < state["length"]
+        agreed = tf.math.cumprod(tf.cast(agree & written, tf.int32), axis=1) > 0
+        common = tf.where(agreed, reference[:, 0], steps.pad_id)
+        return tf.where(done(state)[:, None], result(state), common[:, 1:])
+
+    return _Search(start, going, body, result, shown=shown, done=done)
+
+
+# The decoding state a stream carries between calls, besides the cache and the encoder's
+# output: beam search's own (greedy decoding's fits it with one beam).
+STREAM_STATE = ("length", "running", "running_scores", "ended", "ended_scores", "done", "searching")
+
+
+def stream_start(
+    steps: DecoderSteps, input_ids, attention_mask, settings: DecodingSettings, chunk
+) -> dict:
+    """The first `chunk` tokens of `decode` (settings as tensors): a dict of the stream's
+    state (`STREAM_STATE`, "cache", "encoded", "encoder_mask"), "ids" (the tokens that
+    will start the result, the result itself for finished rows) and "finished" [batch].
+    `stream_continue` goes on from it; the ids of the last call are `decode`'s."""
+    encoded = steps.encode(input_ids, attention_mask)
+
+    def one_at_a_time():
+        search = _one_at_a_time(steps, encoded, attention_mask, settings)
+        state = _run(search, search.start(), settings, chunk - 1)
+        return _streamed(search, _as_beams(state), encoded, attention_mask)
+
+    def beam_search():
+        beams = settings.num_beams
+        encoded_beams = tf.repeat(encoded, beams, axis=0)
+        mask_beams = tf.repeat(attention_mask, beams, axis=0)
+        search = _beam_search(steps, encoded_beams, mask_beams, settings)
+        state = _run(search, search.start(), settings, chunk - 1)
+        return _streamed(search, state, encoded_beams, mask_beams)
+
+    return tf.cond(settings.num_beams > 1, beam_search, one_at_a_time)
+
+
+def stream_continue(steps: DecoderSteps, stream: dict, settings: DecodingSettings, chunk) -> dict:
+    """`chunk` more tokens after `stream` (the state a `stream_start` or `stream_continue`
+    returned); the same dict again. The state's shape decides the width and the beams, so
+    a request cannot change them on the way."""
+    shape = tf.shape(stream["running"])
+    settings = dataclasses.replace(settings, num_beams=shape[1], max_new_tokens=shape[2] - 1)
+    encoded, mask = stream["encoded"], stream["encoder_mask"]
+    state = {key: stream[key] for key in (*STREAM_STATE, "cache")}
+
+    def one_at_a_time():
+        search = _one_at_a_time(steps, encoded, mask, settings)
+        greedy = dict(
+            length=state["length"],
+            sequences=state["running"][:, 0],
+            finished=~state["searching"],
+            cache=state["cache"],
+        )
+        return _streamed(search, _as_beams(_run(search, greedy, settings, chunk)), encoded, mask)
+
+    def beam_search():
+        search = _beam_search(steps, encoded, mask, settings)
+        return _streamed(search, _run(search, state, settings, chunk), encoded, mask)
+
+    return tf.cond(settings.num_beams > 1, beam_search, one_at_a_time)
+
+
+def _as_beams(state: dict) -> dict:
+    """Greedy decoding's state as beam search's, with one beam and no ended hypotheses."""
+    sequences = state["sequences"]
+    rows = tf.shape(sequences)[0]
+    return dict(
+        length=state["length"],
+        running=sequences[:, None, :],
+        running_scores=tf.zeros([rows, 1]),
+        ended=tf.zeros_like(sequences)[:, None, :],
+        ended_scores=tf.zeros([rows, 1]),
+        done=tf.zeros([rows, 1], tf.bool),
+        searching=~state["finished"],
+        cache=state["cache"],
+        sequences=sequences,
+        finished=state["finished"],
     )
-    none_done = ~tf.reduce_any(state["done"], axis=1)
-    best = tf.where(none_done[:, None], state["running"][:, 0], state["finished"][:, 0])
-    return best[:, 1:]
+
+
+def _streamed(search: _Search, state: dict, encoded, encoder_mask) -> dict:
+    out = {key: state[key] for key in (*STREAM_STATE, "cache")}
+    return dict(
+        out,
+        encoded=encoded,
+        encoder_mask=encoder_mask,
+        ids=search.shown(state),
+        finished=search.done(state),
+    )
 
 
 class TextToText:

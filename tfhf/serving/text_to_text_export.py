@@ -16,7 +16,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfhf.errors import TfhfError
-from tfhf.generation.seq2seq import DecodingSettings, decode, decoder_steps
+from tfhf.generation.seq2seq import (
+    DecodingSettings,
+    decode,
+    decoder_steps,
+    stream_continue,
+    stream_start,
+)
 from tfhf.serving.export import refuse_unless, save_version
 from tfhf.serving.warmup import WarmupRequest
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
@@ -34,6 +40,8 @@ CONTROLS = (
     ("seed", tf.int32),
 )
 MAX_BEAMS = 16
+# Tokens per streamed chunk when a request does not say.
+DEFAULT_CHUNK_TOKENS = 8
 
 
 class TextToTextServingModule(tf.Module):
@@ -103,8 +111,155 @@ class TextToTextServingModule(tf.Module):
             input_signature=[tf.TensorSpec([None], tf.string, name="text")]
             + [tf.TensorSpec([None], dtype, name=name) for name, dtype in CONTROLS],
         )
+        self._stream_signatures(default_values, output_name)
 
-    def _generate(self, text, controls):
+    def _stream_signatures(self, default_values: dict, output_name: str) -> None:
+        """`stream_start` decodes the first `chunk_tokens` and returns the decoding state
+        (the key/value cache and the encoder's output among it); `stream_continue` takes
+        that state and decodes the next chunk. Both run `generate`'s very steps, so the last
+        chunk's text is `generate`'s text for the same inputs. Before it, a chunk's text is
+        what the result will start with (for beam search, what every live beam agrees on)."""
+        d = default_values
+        chunk = tf.constant([DEFAULT_CHUNK_TOKENS], tf.int32)
+
+        def outputs(stream):
+            cache, cross_cache = self._packed(stream.pop("cache"))
+            text = self.target.detokenize(stream.pop("ids"))
+            return {output_name: text, **stream, "cache": cache, "cross_cache": cross_cache}
+
+        # A signature takes named arguments; after the state, the controls in `CONTROLS`
+        # order and the chunk size.
+        def start(
+            text,
+            max_new_tokens=d["max_new_tokens"],
+            num_beams=d["num_beams"],
+            length_penalty=d["length_penalty"],
+            temperature=d["temperature"],
+            top_k=d["top_k"],
+            top_p=d["top_p"],
+            seed=d["seed"],
+            chunk_tokens=chunk,
+        ):
+            controls = dict(
+                max_new_tokens=max_new_tokens,
+                num_beams=num_beams,
+                length_penalty=length_penalty,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                seed=seed,
+            )
+            input_ids, mask, settings = self._prepared(text, controls)
+            stream = stream_start(self.steps, input_ids, mask, settings, self._chunk(chunk_tokens))
+            return outputs(stream)
+
+        def cont(
+            length,
+            running,
+            running_scores,
+            ended,
+            ended_scores,
+            done,
+            searching,
+            encoded,
+            encoder_mask,
+            cache,
+            cross_cache,
+            max_new_tokens=d["max_new_tokens"],
+            num_beams=d["num_beams"],
+            length_penalty=d["length_penalty"],
+            temperature=d["temperature"],
+            top_k=d["top_k"],
+            top_p=d["top_p"],
+            seed=d["seed"],
+            chunk_tokens=chunk,
+        ):
+            controls = dict(
+                max_new_tokens=max_new_tokens,
+                num_beams=num_beams,
+                length_penalty=length_penalty,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                seed=seed,
+            )
+            settings = self._settings(self._first_values(controls))
+            stream = dict(
+                length=length,
+                running=running,
+                running_scores=running_scores,
+                ended=ended,
+                ended_scores=ended_scores,
+                done=done,
+                searching=searching,
+                encoded=encoded,
+                encoder_mask=encoder_mask,
+                cache=self._unpacked(cache, cross_cache),
+            )
+            return outputs(stream_continue(self.steps, stream, settings, self._chunk(chunk_tokens)))
+
+        control_specs = [tf.TensorSpec([None], dtype, name=name) for name, dtype in CONTROLS]
+        chunk_spec = tf.TensorSpec([None], tf.int32, name="chunk_tokens")
+        self.stream_start = tf.function(
+            start,
+            input_signature=[tf.TensorSpec([None], tf.string, name="text")]
+            + control_specs
+            + [chunk_spec],
+        )
+        self.stream_continue = tf.function(
+            cont, input_signature=self._state_specs() + control_specs + [chunk_spec]
+        )
+
+    def _state_specs(self) -> list[tf.TensorSpec]:
+        """The stream's state as signature inputs; the cache's layout from one step run
+        here, eagerly, on a one-word text."""
+        ids = tf.cast(self.source.tokenize(tf.constant(["a"])).to_tensor(), tf.int32)
+        mask = tf.ones_like(ids)
+        encoded = self.steps.encode(ids, mask)
+        _, cache = self.steps.first(tf.fill([1], self.steps.start_id), encoded, mask, 1)
+        self._layers = len(cache)
+        packed, _ = self._packed(cache)
+        int3, any2, any6 = [None] * 3, [None] * 2, [None] * 6
+        return [
+            tf.TensorSpec([], tf.int32, name="length"),
+            tf.TensorSpec(int3, tf.int32, name="running"),
+            tf.TensorSpec(any2, tf.float32, name="running_scores"),
+            tf.TensorSpec(int3, tf.int32, name="ended"),
+            tf.TensorSpec(any2, tf.float32, name="ended_scores"),
+            tf.TensorSpec(any2, tf.bool, name="done"),
+            tf.TensorSpec([None], tf.bool, name="searching"),
+            tf.TensorSpec([None, None, encoded.shape[-1]], encoded.dtype, name="encoded"),
+            tf.TensorSpec(any2, tf.int32, name="encoder_mask"),
+            tf.TensorSpec(any6, packed.dtype, name="cache"),
+            tf.TensorSpec(any6, packed.dtype, name="cross_cache"),
+        ]
+
+    def _packed(self, cache) -> tuple[tf.Tensor, tf.Tensor]:
+        """The cache as two tensors [layers, 2 (key, value), ...]: the self-attention part
+        and the cross-attention part (empty for GPT-2, which recomputes it each step)."""
+        if self.steps.batch_axis == 1:  # GPT-2: a [2, batch, ...] tensor per layer
+            own = tf.stack(list(cache))
+            return own, tf.zeros([0, 2, 0, 0, 0, 0], own.dtype)
+        own = tf.stack([tf.stack(layer[:2]) for layer in cache])
+        return own, tf.stack([tf.stack(layer[2:]) for layer in cache])
+
+    def _unpacked(self, own, cross):
+        layers = tf.unstack(own, num=self._layers)
+        if self.steps.batch_axis == 1:
+            return tuple(layers)
+        crossed = tf.unstack(cross, num=self._layers)
+        return tuple((o[0], o[1], c[0], c[1]) for o, c in zip(layers, crossed, strict=True))
+
+    @staticmethod
+    def _chunk(chunk_tokens):
+        chunk = tf.concat([tf.reshape(chunk_tokens, [-1]), tf.zeros([1], tf.int32)], axis=0)[0]
+        with tf.control_dependencies(
+            [refuse_unless(chunk >= 1, "chunk_tokens must be one value of at least 1")]
+        ):
+            return tf.identity(chunk)
+
+    def _first_values(self, controls: dict) -> dict:
+        """Each control's one value, once every control was checked to hold one."""
         checks = [
             refuse_unless(tf.size(value) == 1, f"{name} must hold one value")
             for name, value in controls.items()
@@ -116,9 +271,11 @@ class TextToTextServingModule(tf.Module):
             for name, value in controls.items()
         }
         with tf.control_dependencies(checks):
-            values = {name: tf.identity(value) for name, value in values.items()}
-        ids = self.source.tokenize(text)
-        lengths = tf.cast(ids.row_lengths(), tf.int32)
+            return {name: tf.identity(value) for name, value in values.items()}
+
+    def _settings(self, values: dict) -> DecodingSettings:
+        """The decoding settings of a request, checked: nothing runs before every check has
+        passed, so a bad request fails on its reason."""
         limit = self.max_new_tokens_limit
         checks = [
             refuse_unless(
@@ -146,15 +303,25 @@ class TextToTextServingModule(tf.Module):
             refuse_unless(
                 (values["top_p"] > 0.0) & (values["top_p"] <= 1.0), "top_p must be in (0, 1]"
             ),
-            # Special tokens alone: nothing to read.
-            refuse_unless(lengths > self.empty_length, "empty text: give at least one word"),
         ]
-        # Nothing runs before every check has passed, so a bad request fails on its reason.
         with tf.control_dependencies(checks):
-            input_ids = ids.to_tensor(default_value=self.source.pad_id)
-            input_ids = tf.cast(input_ids, tf.int32)
+            values = {name: tf.identity(value) for name, value in values.items()}
+        return dataclasses.replace(self.fixed, **values)
+
+    def _prepared(self, text, controls: dict):
+        """(input ids, attention mask, settings) of a request, every check passed."""
+        settings = self._settings(self._first_values(controls))
+        ids = self.source.tokenize(text)
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        # Special tokens alone: nothing to read.
+        check = refuse_unless(lengths > self.empty_length, "empty text: give at least one word")
+        with tf.control_dependencies([check, settings.max_new_tokens]):
+            input_ids = tf.cast(ids.to_tensor(default_value=self.source.pad_id), tf.int32)
         mask = tf.cast(tf.not_equal(input_ids, self.source.pad_id), tf.int32)
-        settings = dataclasses.replace(self.fixed, **values)
+        return input_ids, mask, settings
+
+    def _generate(self, text, controls):
+        input_ids, mask, settings = self._prepared(text, controls)
         return self.target.detokenize(decode(self.steps, input_ids, mask, settings))
 
 
@@ -189,7 +356,11 @@ def export_text_to_text(
     module = TextToTextServingModule(model, source, target, defaults, output_name=output_name)
     return save_version(
         module,
-        {"serving_default": module.generate},
+        {
+            "serving_default": module.generate,
+            "stream_start": module.stream_start,
+            "stream_continue": module.stream_continue,
+        },
         export_dir,
         warmup=_warmup(defaults),
     )

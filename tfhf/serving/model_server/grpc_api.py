@@ -93,8 +93,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             _abort(context, e)
 
     def PredictStream(self, request, context):  # noqa: N802
-        """The lm export's text as it is decoded: one PredictResponse per chunk, its
-        `text` output holding each row's new text."""
+        """A generation export's text as it is decoded: one PredictResponse per chunk, its
+        text output (`text`, `summary`, `translation`) holding each row's new text."""
         try:
             with self.manager.metrics.track("grpc", request.model_spec.name) as record:
                 servable = self.manager.servable(*_model_of(request.model_spec))
@@ -111,7 +111,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     response.model_spec.name = request.model_spec.name
                     response.model_spec.version.value = servable.version
                     response.model_spec.signature_name = "serving_default"
-                    response.outputs["text"].CopyFrom(
+                    response.outputs[servable.stream_output].CopyFrom(
                         tf.make_tensor_proto(np.array(pieces, dtype=object))
                     )
                     yield response

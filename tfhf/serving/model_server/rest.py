@@ -195,9 +195,10 @@ class RestServer:
     async def _stream(
         self, request: web.BaseRequest, raw: bytes, cancelled: threading.Event
     ) -> web.StreamResponse:
-        """Server-Sent Events: `data: {"text": [new text per row]}` per decoded chunk, then
-        `event: end`. A refusal before the first chunk is an ordinary JSON error."""
-        chunks, first = await self._in_pool(self._open_stream, request.path, raw, cancelled)
+        """Server-Sent Events: `data: {"text": [new text per row]}` per decoded chunk (the
+        output `:predict` names: `text`, `summary`, `translation`), then `event: end`. A
+        refusal before the first chunk is an ordinary JSON error."""
+        chunks, first, key = await self._in_pool(self._open_stream, request.path, raw, cancelled)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -207,9 +208,9 @@ class RestServer:
         )
         await response.prepare(request)
         try:
-            await response.write(_event({"text": first}))
+            await response.write(_event({key: first}))
             while (pieces := await self._in_pool(next, chunks, None)) is not None:
-                await response.write(_event({"text": pieces}))
+                await response.write(_event({key: pieces}))
             await response.write(_event({}, "end"))
         except (RequestError, NotFound) as e:
             await response.write(_event({"error": str(e)}, "error"))
@@ -220,7 +221,8 @@ class RestServer:
         return response
 
     def _open_stream(self, path: str, raw: bytes, cancelled: threading.Event):
-        """(the chunk iterator, its first chunk) for a `:predict_stream` request."""
+        """(the chunk iterator, its first chunk, the output's name) for a `:predict_stream`
+        request."""
         name, version, label, _ = _route(path.removesuffix("_stream"))
         try:
             body = json.loads(raw)
@@ -242,7 +244,7 @@ class RestServer:
                 max_instances=self.max_instances,
             )
             chunks = servable.stream(inputs, cancelled=cancelled.is_set)
-            return chunks, next(chunks)
+            return chunks, next(chunks), servable.stream_output
 
     def _get(self, path: str) -> dict:
         name, version, label, action = _route(path)

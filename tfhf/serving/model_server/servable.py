@@ -96,6 +96,13 @@ class Servable:
         """Whether the export decodes in chunks (`stream_start`, `stream_continue`)."""
         return {"stream_start", "stream_continue"} <= set(self._functions)
 
+    @property
+    def stream_output(self) -> str:
+        """The output that streams: `serving_default`'s text (`text`, `summary`, ...)."""
+        default = self.signature_defs["serving_default"].outputs
+        shared = [k for k in self.signature_defs["stream_start"].outputs if k in default]
+        return shared[0] if shared else "text"
+
     def stream(
         self,
         inputs: dict[str, np.ndarray],
@@ -122,7 +129,7 @@ class Servable:
         while True:
             finished = outputs["finished"]
             pieces = []
-            for row, text in enumerate(outputs["text"]):
+            for row, text in enumerate(outputs[self.stream_output]):
                 text = text.decode("utf-8", errors="replace")
                 # A character cut between chunks shows as U+FFFD until its bytes are all in.
                 if not finished[row]:
