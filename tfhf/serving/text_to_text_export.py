@@ -95,15 +95,7 @@ class TextToTextServingModule(tf.Module):
             top_p=default_values["top_p"],
             seed=default_values["seed"],
         ):
-            controls = dict(
-                max_new_tokens=max_new_tokens,
-                num_beams=num_beams,
-                length_penalty=length_penalty,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                seed=seed,
-            )
+            controls = _controls(locals())
             return {output_name: self._generate(text, controls)}
 
         self.generate = tf.function(
@@ -140,15 +132,7 @@ class TextToTextServingModule(tf.Module):
             seed=d["seed"],
             chunk_tokens=chunk,
         ):
-            controls = dict(
-                max_new_tokens=max_new_tokens,
-                num_beams=num_beams,
-                length_penalty=length_penalty,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                seed=seed,
-            )
+            controls = _controls(locals())
             input_ids, mask, settings = self._prepared(text, controls)
             stream = stream_start(self.steps, input_ids, mask, settings, self._chunk(chunk_tokens))
             return outputs(stream)
@@ -174,15 +158,7 @@ class TextToTextServingModule(tf.Module):
             seed=d["seed"],
             chunk_tokens=chunk,
         ):
-            controls = dict(
-                max_new_tokens=max_new_tokens,
-                num_beams=num_beams,
-                length_penalty=length_penalty,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                seed=seed,
-            )
+            controls = _controls(locals())
             settings = self._settings(self._first_values(controls))
             stream = dict(
                 length=length,
@@ -323,6 +299,11 @@ class TextToTextServingModule(tf.Module):
     def _generate(self, text, controls):
         input_ids, mask, settings = self._prepared(text, controls)
         return self.target.detokenize(decode(self.steps, input_ids, mask, settings))
+
+
+def _controls(arguments: dict) -> dict:
+    """The controls among a signature function's arguments (its `locals()`), by name."""
+    return {name: arguments[name] for name, _ in CONTROLS}
 
 
 # T5's relative positions set no limit of their own; its checkpoints were trained on 512.
