@@ -1,13 +1,18 @@
 """Streaming against one answer: time to the first chunk of `:predict_stream` beside the
-time to the whole text, over `python -m tfhf.serve` on loopback, for an lm export.
+time to the whole text, over `python -m tfhf.serve` on loopback, for an lm, summarize or
+translate export.
 
   python benchmarks/stream_latency.py --model_base_path=savedmodels/lm
   python benchmarks/stream_latency.py --model_base_path=savedmodels/lm --max_new_tokens=128
+  python benchmarks/stream_latency.py --model_base_path=savedmodels/translate \
+      --prompt="Insert a page break before the selected paragraph." --num_beams=4
 
-For each chunk size the script sends the same greedy request (one prompt) --repeats times
-as `:predict` and as `:predict_stream`, checks that the streamed pieces join into the
-`:predict` text, and prints medians: the time to the `:predict` answer, to the first
-streamed event, and to the stream's end.
+For each chunk size the script sends the same request (one text; greedy unless --num_beams
+is above 1) --repeats times as `:predict` and as `:predict_stream`, checks that the streamed
+pieces join into the `:predict` text, and prints medians: the time to the `:predict`
+answer, to the first streamed event, and to the stream's end. The text input and output
+names are read from the export's `serving_default` (`prompt`/`text` for an lm,
+`text`/`summary` or `text`/`translation` for summarize and translate).
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ import numpy as np
 from absl import app, flags
 
 _BASE = flags.DEFINE_string("model_base_path", "savedmodels/lm", "An lm export root.")
-_PROMPT = flags.DEFINE_string("prompt", "ROMEO.\n", "The prompt.")
+_PROMPT = flags.DEFINE_string("prompt", "ROMEO.\n", "The prompt (or source text).")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 64, "Tokens per answer.")
 _CHUNKS = flags.DEFINE_list("chunk_tokens", ["1", "4", "16"], "Chunk sizes to measure.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Requests per figure (the median is shown).")
+_BEAMS = flags.DEFINE_integer(
+    "num_beams", 1, "Beams, for summarize and translate exports (an lm export decodes greedily)."
+)
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -51,13 +59,27 @@ def _post(port: int, path: str, body: dict) -> tuple[float, float, bytes]:
     return first_at, time.perf_counter() - start, first + rest
 
 
-def _joined(raw: bytes) -> str:
+def _joined(raw: bytes, output: str) -> str:
     text = ""
     for block in raw.decode().strip().split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.splitlines())
         if "event" not in fields:
-            text += json.loads(fields["data"])["text"][0]
+            text += json.loads(fields["data"])[output][0]
     return text
+
+
+def _text_names(root: Path) -> tuple[str, str]:
+    """(text input, text output) of the newest version's serving_default."""
+    from tfhf.serving.export import read_signature_defs
+
+    versions = sorted((int(p.name), p) for p in root.iterdir() if p.name.isdigit())
+    if not versions:
+        sys.exit(f"error: {root} holds no version folder")
+    signature = read_signature_defs(versions[-1][1])["serving_default"]
+    string = 7  # DT_STRING
+    (source,) = (n for n, t in signature.inputs.items() if t.dtype == string)
+    (output,) = (n for n, t in signature.outputs.items() if t.dtype == string)
+    return source, output
 
 
 def main(argv: list[str]) -> None:
@@ -85,14 +107,18 @@ def main(argv: list[str]) -> None:
         for line in proc.stdout:
             if "REST on" in line:
                 break
-        inputs = {"prompt": [_PROMPT.value], "max_new_tokens": [_MAX_NEW.value]}
+        source, output = _text_names(Path(_BASE.value))
+        inputs = {source: [_PROMPT.value], "max_new_tokens": [_MAX_NEW.value]}
+        if source != "prompt":  # a summarize or translate export
+            inputs["num_beams"] = [_BEAMS.value]
         _post(port, "/v1/models/lm:predict", {"inputs": inputs})  # warm
         whole = [
             _post(port, "/v1/models/lm:predict", {"inputs": inputs}) for _ in range(_REPEATS.value)
         ]
         text = json.loads(whole[0][2])["outputs"][0]
+        decoding = f"{_BEAMS.value} beams" if "num_beams" in inputs else "greedy"
         print(
-            f"prompt {_PROMPT.value!r}, {_MAX_NEW.value} new tokens, greedy, "
+            f"{source} {_PROMPT.value!r}, at most {_MAX_NEW.value} new tokens, {decoding}, "
             f"median of {_REPEATS.value}; model {_BASE.value}",
             flush=True,
         )
@@ -107,7 +133,7 @@ def main(argv: list[str]) -> None:
             runs = [
                 _post(port, "/v1/models/lm:predict_stream", body) for _ in range(_REPEATS.value)
             ]
-            same = all(_joined(r[2]) == text for r in runs)
+            same = all(_joined(r[2], output) == text for r in runs)
             print(
                 f"{f':predict_stream, chunk {chunk}':<28}"
                 f"{np.median([r[0] for r in runs]) * 1000:>15.0f}"

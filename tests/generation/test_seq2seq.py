@@ -280,32 +280,62 @@ def test_each_source_decodes_as_it_would_alone(pair, settings):
         np.testing.assert_array_equal(alone[0], batch[row])
 
 
-def _as_tensors(settings: DecodingSettings) -> DecodingSettings:
+# Traced once per decoder and fixed settings, as the export traces them: the controls and the
+# chunk size arrive as tensors, so every case after the first reuses the same graphs.
+_TRACED: dict = {}
+
+
+def _traced(steps, fixed: DecodingSettings):
+    """(decode, stream_start, stream_continue) for `steps`, taking the controls as tensors."""
+    key = (id(steps), fixed.min_new_tokens, fixed.no_repeat_ngram_size)
+    if key not in _TRACED:
+
+        def settings(controls):
+            return dataclasses.replace(fixed, **controls)
+
+        _TRACED[key] = (
+            tf.function(lambda ids, mask, c: decode(steps, ids, mask, settings(c))),
+            tf.function(lambda ids, mask, c, n: stream_start(steps, ids, mask, settings(c), n)),
+            tf.function(lambda state, c, n: stream_continue(steps, state, settings(c), n)),
+        )
+    return _TRACED[key]
+
+
+def _controls(settings: DecodingSettings) -> dict:
     """The settings as the SavedModel's controls arrive: scalar tensors."""
     names = ("max_new_tokens", "num_beams", "length_penalty", "temperature", "top_k", "top_p")
-    values = {n: tf.constant(getattr(settings, n)) for n in (*names, "seed")}
-    return dataclasses.replace(settings, **values)
+    return {n: tf.constant(getattr(settings, n)) for n in (*names, "seed")}
 
 
 def _streamed(steps, ids, mask, settings: DecodingSettings, chunk: int) -> list[np.ndarray]:
     """The ids each call of a stream shows, `chunk` tokens a call, until every row is done."""
-    start = tf.function(lambda: stream_start(steps, ids, mask, settings, tf.constant(chunk)))
-    more = tf.function(lambda state: stream_continue(steps, state, settings, tf.constant(chunk)))
-    out, shown = start(), []
+    _, start, more = _traced(steps, settings)
+    controls, chunk = _controls(settings), tf.constant(chunk)
+    out, shown = start(ids, mask, controls, chunk), []
     while True:
         shown.append(out["ids"].numpy())
         if out["finished"].numpy().all():
             return shown
         assert len(shown) <= settings.max_new_tokens, "the stream does not end"
         state = {k: v for k, v in out.items() if k not in ("ids", "finished")}
-        out = more(state)
+        out = more(state, controls, chunk)
 
 
+# One fixed part (min_new_tokens, no_repeat_ngram_size) for all four, so that they share graphs.
 STREAMED = [
-    DecodingSettings(max_new_tokens=10, no_repeat_ngram_size=2),
-    DecodingSettings(max_new_tokens=10, temperature=0.9, top_k=8, seed=3),
+    DecodingSettings(max_new_tokens=10, no_repeat_ngram_size=2, min_new_tokens=4),
+    DecodingSettings(
+        max_new_tokens=10,
+        temperature=0.9,
+        top_k=8,
+        seed=3,
+        no_repeat_ngram_size=2,
+        min_new_tokens=4,
+    ),
     DecodingSettings(max_new_tokens=10, num_beams=3, no_repeat_ngram_size=2, min_new_tokens=4),
-    DecodingSettings(max_new_tokens=10, num_beams=4, length_penalty=2.0),
+    DecodingSettings(
+        max_new_tokens=10, num_beams=4, length_penalty=2.0, no_repeat_ngram_size=2, min_new_tokens=4
+    ),
 ]
 
 
@@ -313,9 +343,8 @@ STREAMED = [
 def test_a_stream_ends_in_what_one_call_decodes_and_never_takes_back_a_token(pair, settings, chunk):
     _, steps, _ = pair
     ids, mask = sources()
-    tensors = _as_tensors(settings)
-    whole = tf.function(lambda: decode(steps, ids, mask, tensors))().numpy()
-    shown = _streamed(steps, ids, mask, tensors, chunk)
+    whole = _traced(steps, settings)[0](ids, mask, _controls(settings)).numpy()
+    shown = _streamed(steps, ids, mask, settings, chunk)
     np.testing.assert_array_equal(shown[-1], whole)
     for before in shown[:-1]:
         # What a call shows is how the result starts: the shown tokens, then padding.
@@ -333,6 +362,5 @@ def test_a_checkpoint_streams_what_it_decodes(checkpoint):
     _, steps, _ = checkpoint
     ids, mask = sources()
     for settings in (STREAMED[0], STREAMED[2]):
-        tensors = _as_tensors(settings)
         whole = decode(steps, ids, mask, settings).numpy()
-        np.testing.assert_array_equal(_streamed(steps, ids, mask, tensors, 2)[-1], whole)
+        np.testing.assert_array_equal(_streamed(steps, ids, mask, settings, 2)[-1], whole)

@@ -152,9 +152,16 @@ def test_reload_adds_drops_and_repoints_models_while_the_others_keep_answering(v
             status, payload = front.http("POST", "/v1/models/a:predict", {"instances": [0.0]})
             (answered if status == 200 else failures).append(payload)
 
+    def answers(at_least: int) -> None:
+        """Waits until the client has been answered `at_least` times (or one failed)."""
+        deadline = time.monotonic() + 30
+        while len(answered) < at_least and not failures and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     client = threading.Thread(target=traffic)
     client.start()
     stub = model_service_pb2_grpc.ModelServiceStub(front.channel)
+    answers(1)  # the traffic runs before, between and after the reloads
 
     def reload(text: str) -> model_management_pb2.ReloadConfigResponse:
         request = model_management_pb2.ReloadConfigRequest()
@@ -175,6 +182,7 @@ def test_reload_adds_drops_and_repoints_models_while_the_others_keep_answering(v
         assert response.status.error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
         assert "unique" in response.status.error_message
         assert sorted(front.manager.models) == ["a", "c"]
+        answers(len(answered) + 3)
     finally:
         stop.set()
         client.join()

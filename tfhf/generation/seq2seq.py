@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from tfhf.errors import TfhfError
 from tfhf.generation.sampling import filter_scores, gumbel_choice
+from tfhf.tracing import unconverted
 
 NEG_INF = -1.0e9  # transformers' beam search uses this very value; finite, so no inf - inf
 
@@ -112,6 +113,7 @@ class DecoderSteps:
         self.batch_axis = 1 if self._gpt2 else 0
         self.vocab_size = int(model.config.decoder.vocab_size)
 
+    @unconverted
     def encode(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tf.Tensor:
         hidden = self.model.encoder(
             input_ids=input_ids, attention_mask=attention_mask, training=False
@@ -119,6 +121,7 @@ class DecoderSteps:
         projection = getattr(self.model, "enc_to_dec_proj", None)
         return hidden if projection is None else projection(hidden)
 
+    @unconverted
     def _decoder(self, tokens, position, attention_mask, past, encoded, encoder_mask):
         rows = tf.shape(tokens)[0]
         out = self.model.decoder(
@@ -202,11 +205,13 @@ class CheckpointSteps(DecoderSteps):
         self._positions = model.config.model_type in ("bart", "marian")
         self.vocab_size = int(model.config.vocab_size)
 
+    @unconverted
     def encode(self, input_ids: tf.Tensor, attention_mask: tf.Tensor) -> tf.Tensor:
         return self.model.get_encoder()(
             input_ids=input_ids, attention_mask=attention_mask, training=False
         ).last_hidden_state
 
+    @unconverted
     def _decoder(self, tokens, position, attention_mask, past, encoded, encoder_mask):
         rows = tf.shape(tokens)[0]
         extra = {"decoder_position_ids": tf.fill([rows, 1], position)} if self._positions else {}

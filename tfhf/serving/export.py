@@ -18,6 +18,7 @@ import tensorflow as tf
 from tfhf.errors import TfhfError
 from tfhf.serving.warmup import WarmupRequest, write_warmup_requests
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
+from tfhf.tracing import unconverted
 
 
 class ClassifierServingModule(tf.Module):
@@ -32,7 +33,7 @@ class ClassifierServingModule(tf.Module):
         super().__init__(name="classifier")
         # A closure, not an attribute: tracking the Keras model would also save its optimizer's
         # slot variables, tripling the export's size.
-        self._forward = lambda features: model(features, training=False)
+        self._forward = unconverted(lambda features: model(features, training=False))
         self.weights = list(model.weights)
         self.preprocessor = preprocessor
         self.label_names = tf.constant(label_names, dtype=tf.string)

@@ -19,6 +19,7 @@ from tfhf.generation.sampling import filter_scores, gumbel_choice
 from tfhf.serving.export import refuse_unless, save_version
 from tfhf.serving.warmup import WarmupRequest
 from tfhf.tokenizers.byte_level_bpe import ByteLevelBPE
+from tfhf.tracing import unconverted
 
 DEFAULT_MAX_NEW_TOKENS = 64
 # Tokens per streamed chunk when a request does not say.
@@ -49,7 +50,9 @@ class LanguageModelServingModule(tf.Module):
         default_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     ):
         super().__init__(name="language_model")
-        self._forward = lambda **inputs: model(**inputs, use_cache=True, training=False)
+        self._forward = unconverted(
+            lambda **inputs: model(**inputs, use_cache=True, training=False)
+        )
         self.weights = list(model.weights)
         self.tokenizer = tokenizer
         self.eos_id = eos_id

@@ -9,6 +9,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tfhf.tracing import unconverted
+
 
 def evaluate(model, ds: tf.data.Dataset, num_labels: int) -> dict[str, float]:
     """Accuracy, macro-F1 and mean cross-entropy of a transformers classifier over all of `ds`."""
@@ -17,6 +19,7 @@ def evaluate(model, ds: tf.data.Dataset, num_labels: int) -> dict[str, float]:
     @tf.function(
         input_signature=[{"input_ids": spec, "attention_mask": spec, "token_type_ids": spec}]
     )
+    @unconverted
     def logits_of(features):
         return tf.cast(model(features, training=False).logits, tf.float32)
 
@@ -69,6 +72,7 @@ def token_scorer(model):
     `model`; build it once per model, so that every evaluation reuses its trace."""
 
     @tf.function(reduce_retracing=True)  # batches of many lengths share a trace
+    @unconverted
     def score(inputs, labels, weights):
         logits = tf.cast(model(inputs, training=False).logits, tf.float32)  # mixed precision
         losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)

@@ -7,6 +7,8 @@ import types
 import tensorflow as tf
 import tf_keras
 
+from tfhf.tracing import unconverted
+
 
 def _float32_logits(outputs) -> tf.Tensor:
     # Under mixed precision the heads compute in float16/bfloat16; softmax and the loss
@@ -94,6 +96,9 @@ def install_train_step(model, *, accum_steps: int = 1, forward=None) -> None:
     # An instance attribute: `fit` looks the step up on the model, and the transformers
     # classes are not ours to subclass for every architecture.
 
+    # Traced as plain Python (it and the model branch only on Python values): AutoGraph would
+    # rewrite every layer's call on the way, for the same graph.
+    @unconverted
     def train_step(self, data):
         return _train_step(self, data, accum_steps=accum_steps, forward=forward or _forward)
 
