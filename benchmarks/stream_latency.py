@@ -70,13 +70,16 @@ def _joined(raw: bytes, output: str) -> str:
 
 def _text_names(root: Path) -> tuple[str, str]:
     """(text input, text output) of the newest version's serving_default."""
-    from tfhf.serving.export import read_signature_defs
+    from tensorflow.core.framework import types_pb2
 
-    versions = sorted((int(p.name), p) for p in root.iterdir() if p.name.isdigit())
-    if not versions:
-        sys.exit(f"error: {root} holds no version folder")
-    signature = read_signature_defs(versions[-1][1])["serving_default"]
-    string = 7  # DT_STRING
+    from tfhf.serving.export import read_signature_defs
+    from tfhf.serving.predictor import saved_model_version
+
+    version = saved_model_version(root)
+    if version is None:
+        sys.exit(f"error: {root} holds no SavedModel version")
+    signature = read_signature_defs(version)["serving_default"]
+    string = types_pb2.DT_STRING
     (source,) = (n for n, t in signature.inputs.items() if t.dtype == string)
     (output,) = (n for n, t in signature.outputs.items() if t.dtype == string)
     return source, output

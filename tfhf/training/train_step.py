@@ -93,11 +93,11 @@ def install_train_step(model, *, accum_steps: int = 1, forward=None) -> None:
     computed on, `(logits, y, sample_weight)`; by default the model's logits at every
     position. A task may compute fewer (only the positions that count in the loss).
     """
-    # An instance attribute: `fit` looks the step up on the model, and the transformers
-    # classes are not ours to subclass for every architecture.
 
-    # Traced as plain Python (it and the model branch only on Python values): AutoGraph would
-    # rewrite every layer's call on the way, for the same graph.
+    # An instance attribute: `fit` looks the step up on the model, and the transformers
+    # classes are not ours to subclass for every architecture. Traced as plain Python (it and
+    # the model branch only on Python values): AutoGraph would rewrite every layer's call on
+    # the way, for the same graph.
     @unconverted
     def train_step(self, data):
         return _train_step(self, data, accum_steps=accum_steps, forward=forward or _forward)
