@@ -169,6 +169,9 @@ class ExportConfig(TrainConfig):
     """The settings of a task that exports a SavedModel for TF Serving."""
 
     export_dir: str = setting("", "SavedModel root (versions inside); default savedmodels/<task>.")
+    export: bool = setting(
+        True, "Export a SavedModel after training (--noexport: the workdir only)."
+    )
 
     def resolved(self) -> ExportConfig:
         return dataclasses.replace(

@@ -136,7 +136,7 @@ def run(task) -> dict:
         results = {"validation": data.validation.results[trained.best_epoch]}
         results.update(task.evaluate(model, workdir))
         task.save(model, workdir / "model")
-        if isinstance(config, ExportConfig):
+        if isinstance(config, ExportConfig) and config.export:
             if runtime.mixed:
                 # The export computes in float32 whatever the training precision was.
                 model = task.load_saved(workdir / "model")

@@ -652,6 +652,37 @@ def test_batches_never_exceed_max_batch_size():
         np.testing.assert_array_equal(results[i]["y"], np.full([5], 2 * i))
 
 
+def _batcher_threads() -> int:
+    return sum(t.name.startswith("tfhf-batch") for t in threading.enumerate())
+
+
+def test_a_closed_batcher_runs_what_waits_ends_its_threads_and_then_runs_requests_alone():
+    seen = []
+
+    def run(inputs):
+        seen.append(len(inputs["x"]))
+        return {"y": inputs["x"] + 1}
+
+    before = _batcher_threads()
+    batcher = ms.Batcher(run, max_batch_size=8, timeout=30.0, threads=2)
+    waiting = {}
+    asker = threading.Thread(target=lambda: waiting.update(batcher({"x": np.arange(3)})))
+    asker.start()
+    deadline = time.monotonic() + 10
+    while not batcher._pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert batcher._pending  # held for 30 s unless closing runs it
+    batcher.close()
+    asker.join(10)
+    np.testing.assert_array_equal(waiting["y"], np.arange(3) + 1)
+    deadline = time.monotonic() + 10
+    while _batcher_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _batcher_threads() == before
+    np.testing.assert_array_equal(batcher({"x": np.arange(2)})["y"], [1, 2])
+    assert seen == [3, 2]
+
+
 def sse_events(raw: bytes) -> list[tuple[str, dict]]:
     """(event kind, JSON payload) per Server-Sent Event."""
     events = []

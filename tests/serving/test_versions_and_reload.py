@@ -111,6 +111,37 @@ def test_a_version_removed_from_disk_is_unloaded(versions, tmp_path):
     assert manager.model("m").versions == []
 
 
+def _batcher_threads() -> int:
+    return sum(t.name.startswith("tfhf-batch") for t in threading.enumerate())
+
+
+def test_unloaded_versions_and_dropped_models_leave_no_batcher_threads(versions, tmp_path):
+    shutil.copytree(versions, tmp_path / "m")
+    before = _batcher_threads()
+    text = config_text(("m", tmp_path / "m", "model_version_policy { all {} }"))
+    manager = ms.ModelManager(
+        ms.parse_model_config(text),
+        poll_seconds=0,
+        batching={"max_batch_size": 4, "timeout": 0.01, "threads": 2},
+    )
+    manager.start()
+    per_version = (_batcher_threads() - before) // 3
+    assert per_version > 0
+    shutil.rmtree(tmp_path / "m" / "3")
+    manager.model("m").poll()
+
+    def settled(count: int) -> bool:
+        deadline = time.monotonic() + 10
+        while _batcher_threads() != count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return _batcher_threads() == count
+
+    assert settled(before + 2 * per_version)
+    manager.reload(ms.parse_model_config(config_text(("k", versions, ""))))
+    assert settled(before + per_version)  # only k's one version is left
+    manager.stop()
+
+
 def test_labels_name_versions_over_rest_and_grpc(versions):
     labels = 'version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 3 }'
     text = config_text(("m", versions, "model_version_policy { all {} } " + labels))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import tf_keras
 
 from tfhf.config import ExportConfig, setting
@@ -37,12 +38,30 @@ class ClassifyConfig(ExportConfig):
     text_column: str = setting("text", "Column (or tfds feature) with the text.")
     label_column: str = setting("label", "Column (or tfds feature) with the label.")
     max_seq_length: int = setting(128, "Longest token sequence, [CLS] and [SEP] included.")
+    max_eval_examples: int = setting(
+        0,
+        "Examples of the validation and of the test split that are scored, drawn by --seed "
+        "(quick runs); 0 means whole splits.",
+    )
 
     def problems(self) -> list[str]:
         problems = super().problems()
+        if self.max_eval_examples < 0:
+            problems.append(
+                f"--max_eval_examples must be 0 (all) or positive, got {self.max_eval_examples}"
+            )
         if not 3 <= self.max_seq_length <= 512:
             problems.append(f"--max_seq_length must be in [3, 512], got {self.max_seq_length}")
         return problems
+
+
+def _sample(split: sources.LabelledSplit, count: int, seed: int) -> sources.LabelledSplit:
+    """`count` examples of `split` drawn by `seed`, in their order (all when it has fewer):
+    a split's first rows could all carry one label."""
+    if len(split) <= count:
+        return split
+    kept = np.sort(np.random.default_rng(seed).permutation(len(split))[:count])
+    return sources.LabelledSplit([split.texts[i] for i in kept], split.labels[kept])
 
 
 @register_task("classify")
@@ -64,6 +83,12 @@ class ClassifyTask(Task):
             label_column=config.label_column,
             seed=config.seed,
         )
+        if config.max_eval_examples:
+            self.data = dataclasses.replace(
+                self.data,
+                validation=_sample(self.data.validation, config.max_eval_examples, config.seed),
+                test=_sample(self.data.test, config.max_eval_examples, config.seed),
+            )
         data = self.data
         print(
             f"tfhf: data {data.description}: train {len(data.train)}, validation "

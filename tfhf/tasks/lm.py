@@ -185,7 +185,7 @@ class LanguageModelTask(Task):
         return {"samples": {p: s[0] for p, s in zip(SAMPLE_PROMPTS, samples, strict=True)}}
 
     def summary(self, metrics: dict) -> str:
-        shown = [f"--- sample ---\n{p}{text}\n" for p, text in metrics["samples"].items()]
+        shown = [f"--- sample ---\n{p}{text}\n" for p, text in metrics.get("samples", {}).items()]
         validation = metrics["validation"]
         bits = validation.get("bits_per_character")
         per_character = f", {bits:.4f} bits per character" if bits is not None else ""

@@ -22,6 +22,7 @@ class Batcher:
     first dimension (so rows can be stacked and split again); others run alone. A batch
     runs when it holds `max_batch_size` rows or `timeout` seconds after its first request,
     on one of `threads` threads kept for the purpose (one more thread keeps the time).
+    `close` ends those threads once the batches already queued have run.
 
     Example:
       >>> batcher = Batcher(lambda x: {"y": x["x"] * 2}, max_batch_size=8, timeout=0.01)
@@ -46,14 +47,20 @@ class Batcher:
         self._due = threading.Condition()
         self._pending: list[_Pending] = []
         self._deadline: float | None = None
-        threading.Thread(target=self._flush_when_due, daemon=True, name="tfhf-batch-timer").start()
+        self._closed = False
+        self._timer = threading.Thread(
+            target=self._flush_when_due, daemon=True, name="tfhf-batch-timer"
+        )
+        self._timer.start()
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = rows_of(inputs)
-        if rows is None or rows > self.max_batch_size:
+        if rows is None or rows > self.max_batch_size or self._closed:
             return self._run(inputs)
         future: futures.Future = futures.Future()
         with self._due:
+            if self._closed:  # closed while this request waited for the lock
+                return self._run(inputs)
             pending_rows = sum(r for _, r, _ in self._pending)
             if self._pending and (
                 not _stackable(self._pending[0][0], inputs)
@@ -68,9 +75,19 @@ class Batcher:
                 self._due.notify()
         return future.result()
 
+    def close(self) -> None:
+        """Runs what is waiting, then ends the timer and the pool's threads once their
+        batches are done. A request that arrives later runs alone, unbatched."""
+        with self._due:
+            self._closed = True
+            self._flush_locked()
+            self._due.notify()
+        self._timer.join()
+        self._pool.shutdown(wait=False)  # the queued batches still run
+
     def _flush_when_due(self) -> None:
         with self._due:
-            while True:
+            while not self._closed:
                 if self._deadline is None:
                     self._due.wait()
                 elif (left := self._deadline - time.monotonic()) > 0:

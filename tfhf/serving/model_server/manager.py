@@ -94,7 +94,10 @@ class ModelManager:
                     model.poll()
                 models[spec.name] = model
             gone = sorted(set(self.models) - set(models))
+            replaced = [m for m in self.models.values() if models.get(m.spec.name) is not m]
             self.models = models
+        for model in replaced:  # dropped, or re-pointed at another base path
+            model.close()
         log.warning(
             "model config reloaded: serving %s%s",
             ", ".join(sorted(models)),

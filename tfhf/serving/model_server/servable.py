@@ -58,6 +58,12 @@ class Servable:
                 for k in self._functions
             }
 
+    def close(self) -> None:
+        """Ends the batchers' threads (once their queued batches have run). The version
+        still answers a request that holds it, unbatched."""
+        for batcher in self._batchers.values():
+            batcher.close()
+
     def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
         """The signatures as TF Serving's model metadata reports them."""
         signatures = get_model_metadata_pb2.SignatureDefMap()

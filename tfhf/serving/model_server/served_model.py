@@ -124,11 +124,13 @@ class ServedModel:
             return
         with self._lock:
             self._served.update(loaded)
+            unloaded = [self._served.pop(version) for version in gone]
             for version in gone:
-                del self._served[version]
                 self._status[version] = ("END", "")
             for version in loaded:
                 self._status[version] = ("AVAILABLE", "")
+        for servable in unloaded:
+            servable.close()
         for version in sorted(loaded):
             log.warning(
                 "model %s: serving version %d (%d warmup requests replayed)",
@@ -138,6 +140,15 @@ class ServedModel:
             )
         for version in sorted(gone):
             log.warning("model %s: version %d unloaded", self.spec.name, version)
+
+    def close(self) -> None:
+        """Stops serving every version (the model left the config, or moved elsewhere)."""
+        with self._lock:
+            unloaded, self._served = list(self._served.values()), {}
+            for version in self._status:
+                self._status[version] = ("END", "")
+        for servable in unloaded:
+            servable.close()
 
     def _load(self, version: int) -> tuple[Servable, int] | None:
         """(the loaded version, how many warmup requests it replayed), or None."""
