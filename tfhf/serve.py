@@ -98,6 +98,12 @@ _REST_CONNECTIONS = flags.DEFINE_integer(
 _GRPC_THREADS = flags.DEFINE_integer(
     "grpc_max_threads", 16, "gRPC: threads answering requests (TF Serving's name)."
 )
+_GRPC_RPCS = flags.DEFINE_integer(
+    "grpc_max_concurrent_rpcs",
+    256,
+    "gRPC: calls running or waiting for a thread; one more is refused at once with "
+    "RESOURCE_EXHAUSTED. 0: no cap.",
+)
 _GRACE = flags.DEFINE_float(
     "shutdown_grace_seconds",
     30.0,
@@ -136,7 +142,7 @@ def main(argv: list[str]) -> None:
     for flag in (_REST_THREADS, _REST_TIMEOUT, _GRPC_THREADS):
         if flag.value < 1:
             fail(f"--{flag.name} must be positive")
-    for flag in (_ROWS_PER_CALL, _REST_CONNECTIONS, _GRACE):
+    for flag in (_ROWS_PER_CALL, _REST_CONNECTIONS, _GRPC_RPCS, _GRACE):
         if flag.value < 0:
             fail(f"--{flag.name} must not be negative")
     if not (_REST_PORT.value or _GRPC_PORT.value):
@@ -185,6 +191,7 @@ def main(argv: list[str]) -> None:
             max_message_bytes=_MAX_BODY.value,
             max_instances=_MAX_INSTANCES.value,
             workers=_GRPC_THREADS.value,
+            max_concurrent_rpcs=_GRPC_RPCS.value,
         )
         servers.append(lambda: grpc_server.stop(grace=_GRACE.value).wait())
         print(f"tfhf.serve: gRPC on {_HOST.value}:{port}", flush=True)

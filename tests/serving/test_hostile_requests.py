@@ -271,6 +271,33 @@ def test_grpc_refuses_a_tensor_kind_no_request_carries(server):
     assert "dtype DT_VARIANT" in error.details()
 
 
+def test_grpc_calls_beyond_the_cap_are_refused_at_once_not_queued(exports):
+    manager = ms.ModelManager(exports, poll_seconds=0)
+    manager.start()
+    grpc_server, port = ms.grpc_server(manager, port=0, workers=1, max_concurrent_rpcs=2)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "sleeper"
+    request.inputs["seconds"].CopyFrom(tf.make_tensor_proto([1.0], dtype=tf.float32))
+    try:
+        calls = [stub.Predict.future(request, 30.0) for _ in range(2)]  # one runs, one waits
+        time.sleep(0.3)
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Predict(request, 30.0)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert time.monotonic() - start < 0.5  # not after the two ahead of it
+        for call in calls:
+            doubled = tf.make_ndarray(call.result().outputs["doubled"])
+            np.testing.assert_array_equal(doubled, [2.0])
+        stub.Predict(request, 30.0)  # the cap is on calls at once, not in all
+    finally:
+        channel.close()
+        grpc_server.stop(grace=None)
+        manager.stop()
+
+
 def test_slow_and_idle_connections_do_not_stop_a_well_behaved_client(server):
     slow = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(100)]
     idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(300)]

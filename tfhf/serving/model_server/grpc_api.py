@@ -36,6 +36,7 @@ def grpc_server(
     max_message_bytes: int = 4 << 20,
     max_instances: int = 1024,
     workers: int = 16,
+    max_concurrent_rpcs: int = 256,
 ) -> tuple[grpc.Server, int]:
     """TF Serving's `PredictionService` and `ModelService` over `manager`, started.
 
@@ -47,6 +48,8 @@ def grpc_server(
         an input tensor may declare.
       max_instances: Most rows in one predict request.
       workers: Threads answering requests.
+      max_concurrent_rpcs: Calls running or waiting for a thread; one more is refused at
+        once with RESOURCE_EXHAUSTED instead of queueing without bound. 0: no cap.
 
     Returns:
       (server, bound port).
@@ -55,7 +58,11 @@ def grpc_server(
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers),
+        options=options,
+        maximum_concurrent_rpcs=max_concurrent_rpcs or None,
+    )
     predictions = PredictionServicer(
         manager, max_message_bytes=max_message_bytes, max_instances=max_instances
     )
