@@ -40,8 +40,10 @@ def exports(tiny_model_dir, tmp_path_factory):
 class Server:
     """Both front ends over `specs` on free loopback ports."""
 
-    def __init__(self, specs, *, max_rows_per_call=64, **rest_args):
-        self.manager = ms.ModelManager(specs, poll_seconds=0, max_rows_per_call=max_rows_per_call)
+    def __init__(self, specs, *, max_rows_per_call=64, batching=None, **rest_args):
+        self.manager = ms.ModelManager(
+            specs, poll_seconds=0, max_rows_per_call=max_rows_per_call, batching=batching
+        )
         self.manager.start()
         rest_args = {"max_body_bytes": 20_000, "timeout_seconds": 1.0, **rest_args}
         self.rest = ms.rest_server(self.manager, port=0, **rest_args)
@@ -238,6 +240,24 @@ def test_requests_with_more_rows_than_one_call_give_one_calls_outputs(exports):
         one_call = servable._call("serving_default", {"text": tf.constant(texts).numpy()})
         got = [row["probabilities"] for row in whole["predictions"]]
         np.testing.assert_allclose(got, one_call["probabilities"], atol=1e-6)
+    finally:
+        split.stop()
+
+
+def test_with_batching_on_a_request_larger_than_a_batch_still_runs_in_parts(exports):
+    split = Server(exports, max_rows_per_call=2, batching={"max_batch_size": 4, "timeout": 0.01})
+    try:
+        servable = split.manager.model("classify").current
+        function, calls = servable._functions["serving_default"], []
+
+        def counting(**inputs):
+            calls.append(int(inputs["text"].shape[0]))
+            return function(**inputs)
+
+        servable._functions["serving_default"] = counting
+        texts = ["good", "bad film", "fine , really", "no", "a b c d e"]
+        status, _ = split.post("/v1/models/classify:predict", {"instances": texts})
+        assert status == 200 and calls == [2, 2, 1]  # not one call of 5
     finally:
         split.stop()
 

@@ -95,7 +95,11 @@ class Servable:
             )
         inputs = self._checked(signature, inputs)
         batcher = self._batchers.get(signature)
-        return batcher(inputs) if batcher else self._call_in_parts(signature, inputs, cancelled)
+        rows = rows_of(inputs)
+        if batcher and rows is not None and rows <= batcher.max_batch_size:
+            return batcher(inputs)
+        # Larger than a batch (or not batched): alone, in parts of max_rows_per_call.
+        return self._call_in_parts(signature, inputs, cancelled)
 
     @property
     def streams(self) -> bool:
