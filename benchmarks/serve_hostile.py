@@ -6,11 +6,13 @@ memory (RSS) before and after, and what the attackers got.
   python benchmarks/serve_hostile.py --model_base_path=savedmodels/classify --seconds=20
 
 The export's highest version is copied into a temporary base path (so a version switch
-can be staged there), and the server runs from this checkout with its default limits.
-Attacks: 200 clients sending headers a byte at a time; 1,000 idle connections; malformed
-requests of seven kinds; a new version switched in under traffic; clients that send the
-largest request and leave; one largest request waited for; a gRPC string that would grow
-1,000-fold when decoded; SIGTERM with requests in flight.
+can be staged there), and the server runs from this checkout with its default limits and
+a model config file it polls every second. Attacks: 200 clients sending headers a byte at
+a time; 1,000 idle connections; malformed requests of seven kinds; a new version switched
+in under traffic; a second model added to the config file and removed again; clients that
+send the largest request and leave (twice, to see whether memory keeps growing); one
+largest request waited for; a gRPC string that would grow 1,000-fold when decoded;
+SIGTERM with requests in flight.
 """
 
 from __future__ import annotations
@@ -54,16 +56,27 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _model_config(models: dict[str, Path]) -> str:
+    entries = "".join(
+        f'config {{ name: "{name}" base_path: "{path}" model_platform: "tensorflow" }} '
+        for name, path in models.items()
+    )
+    return f"model_config_list {{ {entries}}}\n"
+
+
 class _Server:
     def __init__(self, base_path: Path):
         self.rest, self.grpc = _free_port(), _free_port()
+        self.base_path = base_path
+        self.config_file = base_path.parent / "models.config"
+        self.config_file.write_text(_model_config({"classify": base_path}))
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "tfhf.serve",
-                "--model_name=classify",
-                f"--model_base_path={base_path}",
+                f"--model_config_file={self.config_file}",
+                "--model_config_file_poll_wait_seconds=1",
                 f"--rest_api_port={self.rest}",
                 f"--port={self.grpc}",
             ],
@@ -227,6 +240,33 @@ def version_switch(server: _Server, base_path: Path) -> str:
     return f"version 2 served after {time.monotonic() - start - 1:.1f} s"
 
 
+def _model_state(server: _Server, name: str) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest, timeout=10)
+    connection.request("GET", f"/v1/models/{name}")
+    response = connection.getresponse()
+    payload = json.loads(response.read())
+    connection.close()
+    return payload["model_version_status"][0]["state"] if response.status == 200 else "none"
+
+
+def config_reload(server: _Server) -> str:
+    """A second model added to the polled config file, served, then removed again."""
+    extra = server.base_path.parent / "extra"
+    if not extra.exists():
+        shutil.copytree(server.base_path / "1", extra / "1")
+    times = []
+    for models, wanted in (
+        ({"classify": server.base_path, "extra": extra}, "AVAILABLE"),
+        ({"classify": server.base_path}, "none"),
+    ):
+        start = time.monotonic()
+        server.config_file.write_text(_model_config(models))
+        while _model_state(server, "extra") != wanted and time.monotonic() - start < 120:
+            time.sleep(0.2)
+        times.append(time.monotonic() - start)
+    return f"a second model served after {times[0]:.1f} s, dropped after {times[1]:.1f} s"
+
+
 def leaving_clients(server: _Server) -> str:
     body = _largest_body()
     for _ in range(10):
@@ -313,7 +353,9 @@ def main(argv: list[str]) -> None:
         ("idle connections", idle_connections),
         ("malformed requests", malformed),
         ("version switch", lambda s: version_switch(s, base_path)),
+        ("config reload", config_reload),
         ("clients that leave", leaving_clients),
+        ("the same, again", leaving_clients),  # does memory keep growing, or is it reused?
         ("largest request", largest_request),
         ("gRPC amplification", grpc_amplification),
     ]

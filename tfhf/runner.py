@@ -50,6 +50,8 @@ class TrainingData:
         logs (the task's `monitor` among them) and keeps each epoch's figures in `results`.
       unit, units_per_example: How speed is counted (examples, or tokens per example).
       detail: Added after the batch size in the line announcing the run.
+      flops_per_example: Model FLOPs of training on one example (forward and backward, as
+        `tfhf.training.flops` estimates them); 0 when the task does not estimate them.
     """
 
     train: tf.data.Dataset
@@ -59,6 +61,7 @@ class TrainingData:
     unit: str = "examples"
     units_per_example: int = 1
     detail: str = ""
+    flops_per_example: float = 0.0
 
 
 def steps_per_epoch(examples: int, batch_size: int, *, whole_batches: bool, cap: int) -> int:
@@ -156,6 +159,11 @@ def run(task) -> dict:
         **results,
         "parameters": int(model.count_params()),
         f"train_{data.unit}_per_second": round(examples_per_second * data.units_per_example, 2),
+        **(
+            {"train_model_flops_per_second": round(examples_per_second * data.flops_per_example)}
+            if data.flops_per_example
+            else {}
+        ),
         "train_loss_per_epoch": trained.losses,
         "best_epoch": trained.best_epoch + 1,
         "optimizer_steps": trained.optimizer_steps,
@@ -167,6 +175,12 @@ def run(task) -> dict:
     if runtime.placement.chief:
         write_text_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     print(task.summary(metrics), flush=True)
+    if data.flops_per_example:
+        print(
+            f"tfhf: training ran at {metrics['train_model_flops_per_second'] / 1e9:.1f} model "
+            "GFLOP/s (6 x weights x tokens, attention and output layer included)",
+            flush=True,
+        )
     saved = f"; SavedModel {version_dir}" if version_dir else ""
     print(f"tfhf: workdir {workdir}{saved}", flush=True)
     return metrics

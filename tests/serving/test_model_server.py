@@ -652,6 +652,35 @@ def test_batches_never_exceed_max_batch_size():
         np.testing.assert_array_equal(results[i]["y"], np.full([5], 2 * i))
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's VmRSS")
+def test_released_memory_goes_back_to_the_system():
+    import ctypes
+    import ctypes.util
+
+    from tfhf.serving.model_server.memory import _malloc_trim, release_memory
+
+    if _malloc_trim() is None:
+        pytest.skip("the C library has no malloc_trim")
+
+    def rss_mb() -> float:
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if "VmRSS" in x)
+        return int(line.split()[1]) / 1024
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(64 << 10) for _ in range(2000)]  # 125 MiB in heap-sized pieces
+    for block in blocks:
+        ctypes.memset(block, 1, 64 << 10)
+    pin = libc.malloc(64 << 10)  # above them: free() alone cannot shrink the heap
+    for block in blocks:
+        libc.free(block)
+    freed = rss_mb()
+    release_memory()
+    assert rss_mb() < freed - 100
+    libc.free(pin)
+
+
 def _batcher_threads() -> int:
     return sum(t.name.startswith("tfhf-batch") for t in threading.enumerate())
 

@@ -17,6 +17,7 @@ from tfhf.tasks.lm import LmConfig
 from tfhf.tokenizers import bpe
 from tfhf.train import run
 from tfhf.training.evaluation import evaluate_tokens
+from tfhf.training.flops import transformer_training_flops
 
 VERSE = (
     "ROMEO.\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet "
@@ -197,6 +198,11 @@ def test_short_training_run_learns_and_saves_a_loadable_model(tmp_path):
     assert metrics["train_tokens_per_second"] > 0
     assert set(metrics["samples"]) == {"KING.\n", "ROMEO.\n", "Enter"}
     model = TFAutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
+    # Model FLOP/s: the tokens trained per second at the estimate for this model's shape.
+    per_token = transformer_training_flops(model.config, context=32)
+    assert metrics["train_model_flops_per_second"] == pytest.approx(
+        metrics["train_tokens_per_second"] * per_token, rel=1e-3
+    )
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
     assert model.config.n_positions == 32 and len(tokenizer) == model.config.vocab_size
     ids = tf.constant([tokenizer("It is the east")["input_ids"]])

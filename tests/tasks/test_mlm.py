@@ -12,6 +12,7 @@ from tfhf.errors import TfhfError
 from tfhf.tasks.mlm import MlmConfig
 from tfhf.tokenizers import wordpiece
 from tfhf.train import run
+from tfhf.training.flops import transformer_training_flops
 
 WORDS = "the film was great fun and the plot dull boring lovely acting story superb awful".split()
 
@@ -86,6 +87,11 @@ def test_short_mlm_run_learns_and_saves_a_bert(mlm_run):
     model = TFAutoModelForMaskedLM.from_pretrained(tmp_path / "run" / "model")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
     assert model.config.max_position_embeddings == 32
+    # The output layer is counted at the masked 15% only, as it runs.
+    per_token = transformer_training_flops(model.config, context=32, predicted_share=0.15)
+    assert metrics["train_model_flops_per_second"] == pytest.approx(
+        metrics["train_tokens_per_second"] * per_token, rel=1e-3
+    )
     assert len(tokenizer) == model.config.vocab_size <= 120
 
 

@@ -19,6 +19,7 @@ from tfhf.tasks.task import Task
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 from tfhf.tokenizers.wordpiece import tokenizer_files
 from tfhf.training.evaluation import EvaluateEachEpoch, evaluate
+from tfhf.training.flops import transformer_training_flops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +112,7 @@ class ClassifyTask(Task):
                 f"--max_seq_length={self.config.max_seq_length} exceeds the model's "
                 f"{limit} positions"
             )
+        self.model_config = model.config
         return model
 
     def _dataset(self, split: sources.LabelledSplit, *, training: bool, fixed_length: bool = False):
@@ -132,11 +134,17 @@ class ClassifyTask(Task):
         # and the best epoch's figures need no second pass at the end.
         validation = self._dataset(self.data.validation, training=False)
         self.test_ds = self._dataset(self.data.test, training=False)
+        # Model FLOPs count each text's own tokens; padding in a batch is not model work.
+        tokens = float(np.mean(self.preprocessor.tokenize(self.data.train.texts).row_lengths()))
         return TrainingData(
             train,
             examples=len(self.data.train),
             whole_batches=False,
             validation=EvaluateEachEpoch(validation, len(self.data.label_names)),
+            flops_per_example=tokens
+            * transformer_training_flops(
+                self.model_config, context=tokens, vocabulary_output=False
+            ),
         )
 
     def train_metrics(self) -> list:

@@ -18,6 +18,7 @@ from tfhf.tasks.registry import register_task
 from tfhf.tasks.task import Task
 from tfhf.tokenizers import bpe
 from tfhf.training.evaluation import EvaluateTokensEachEpoch
+from tfhf.training.flops import transformer_training_flops
 
 SAMPLE_PROMPTS = ("KING.\n", "ROMEO.\n", "Enter")
 
@@ -138,6 +139,7 @@ class LanguageModelTask(Task):
                 f"{self.text.description}: the training text is {len(self.train_ids)} "
                 f"tokens, shorter than one block of {config.block_size + 1}"
             )
+        self.model_config = model.config
         return model
 
     def training_data(self, runtime) -> TrainingData:
@@ -160,6 +162,8 @@ class LanguageModelTask(Task):
             unit="tokens",
             units_per_example=config.block_size,
             detail=f" x {config.block_size} tokens",
+            flops_per_example=config.block_size
+            * transformer_training_flops(self.model_config, context=config.block_size),
         )
 
     def save(self, model, folder):

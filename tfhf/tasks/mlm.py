@@ -16,6 +16,7 @@ from tfhf.tasks.registry import register_task
 from tfhf.tasks.task import Task
 from tfhf.tokenizers import wordpiece
 from tfhf.training.evaluation import EvaluateTokensEachEpoch
+from tfhf.training.flops import transformer_training_flops
 
 DEFAULT_CORPUS = "shakespeare+rotten_tomatoes"
 
@@ -143,6 +144,7 @@ class MaskedLanguageModelTask(Task):
             )
         if not len(self.val_ids):
             raise TfhfError(f"{self.text.description}: the validation text is empty")
+        self.model_config = model.config
         return model
 
     def training_data(self, runtime) -> TrainingData:
@@ -176,6 +178,13 @@ class MaskedLanguageModelTask(Task):
             detail=(
                 f" x {config.max_seq_length} tokens, masking {config.mlm_probability:.0%} "
                 f"of {masked}"
+            ),
+            flops_per_example=config.max_seq_length
+            * transformer_training_flops(
+                self.model_config,
+                context=config.max_seq_length,
+                # The output layer runs at the chosen tokens only (see `forward`).
+                predicted_share=1.0 if config.jit_compile else config.mlm_probability,
             ),
         )
 

@@ -12,6 +12,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tfhf.serving.export import read_signature_defs
 from tfhf.serving.model_server.batching import Batcher, rows_of
 from tfhf.serving.model_server.errors import Cancelled, RequestError
+from tfhf.serving.model_server.memory import release_memory
 from tfhf.serving.model_server.metrics import Metrics
 from tfhf.serving.warmup import read_warmup_requests
 
@@ -202,18 +203,23 @@ class Servable:
         if not step or rows is None or rows <= step:
             return self._call(signature, inputs)
         parts = []
-        for start in range(0, rows, step):
-            if cancelled is not None and cancelled():
-                raise Cancelled(f"client gone after {start} of {rows} rows")
-            part = self._call(signature, {k: v[start : start + step] for k, v in inputs.items()})
-            wanted = min(step, rows - start)
-            if any(np.ndim(v) == 0 or len(v) != wanted for v in part.values()):
-                return self._call(signature, inputs)  # outputs not one per row: one call
-            parts.append(part)
         try:
-            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        except ValueError:  # rows padded to each part's own width
-            return self._call(signature, inputs)
+            for start in range(0, rows, step):
+                if cancelled is not None and cancelled():
+                    raise Cancelled(f"client gone after {start} of {rows} rows")
+                part = self._call(
+                    signature, {k: v[start : start + step] for k, v in inputs.items()}
+                )
+                wanted = min(step, rows - start)
+                if any(np.ndim(v) == 0 or len(v) != wanted for v in part.values()):
+                    return self._call(signature, inputs)  # outputs not one per row: one call
+                parts.append(part)
+            try:
+                return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            except ValueError:  # rows padded to each part's own width
+                return self._call(signature, inputs)
+        finally:
+            release_memory()  # a large request's tensors, back to the system
 
     def _call(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:

@@ -8,6 +8,7 @@ import time
 
 from tfhf.serving.model_server.config import ModelSpec
 from tfhf.serving.model_server.errors import NotFound
+from tfhf.serving.model_server.memory import release_memory
 from tfhf.serving.model_server.metrics import Metrics
 from tfhf.serving.model_server.servable import Servable
 
@@ -131,6 +132,9 @@ class ServedModel:
                 self._status[version] = ("AVAILABLE", "")
         for servable in unloaded:
             servable.close()
+        if unloaded:
+            del unloaded, servable
+            release_memory(collect=True)  # the unloaded versions' weights
         for version in sorted(loaded):
             log.warning(
                 "model %s: serving version %d (%d warmup requests replayed)",
@@ -149,6 +153,9 @@ class ServedModel:
                 self._status[version] = ("END", "")
         for servable in unloaded:
             servable.close()
+        if unloaded:
+            del unloaded, servable
+            release_memory(collect=True)  # the unloaded versions' weights
 
     def _load(self, version: int) -> tuple[Servable, int] | None:
         """(the loaded version, how many warmup requests it replayed), or None."""
