@@ -383,6 +383,9 @@ def test_status_requests_never_see_a_version_switch_half_done(tmp_path, monkeypa
         def warm_up(self):
             return 0
 
+        def close(self):
+            pass
+
     class SlowWrites(dict):
         """A status map whose every write lets other threads run, so that a reader not
         kept out by the lock lands between a switch's writes every time, not by chance."""
