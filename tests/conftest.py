@@ -21,6 +21,30 @@ import tfhf  # noqa: E402,F401  (Keras 2 before TensorFlow)
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The slowest files (one to two minutes each on 2 cores), run first: `-n 2 --dist loadfile`
+# hands whole files to the workers in collection order, so a slow file collected last
+# would run alone at the end while the other worker idles.
+SLOWEST_FIRST = (
+    "test_notebook.py",
+    "test_real_assets.py",
+    "test_cli.py",
+    "tasks/test_summarize.py",
+    "tasks/test_translate.py",
+    "training/test_resume.py",
+    "training/test_distribution.py",
+    "tasks/test_checkpoint_seq2seq.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        path = Path(str(item.fspath))
+        name = path.relative_to(REPO / "tests").as_posix() if path.is_relative_to(REPO) else ""
+        return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 POSITIVE = ["good", "great", "lovely", "fun", "superb"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "poor"]
 NEUTRAL = ["the", "film", "movie", "was", "plot", "a", "story", "and", "very", "acting"]

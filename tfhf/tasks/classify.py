@@ -56,9 +56,9 @@ class ClassifyConfig(ExportConfig):
         return problems
 
 
-def _sample(split: sources.LabelledSplit, count: int, seed: int) -> sources.LabelledSplit:
+def sample_split(split: sources.LabelledSplit, count: int, seed: int) -> sources.LabelledSplit:
     """`count` examples of `split` drawn by `seed`, in their order (all when it has fewer):
-    a split's first rows could all carry one label."""
+    a user's file could be sorted by label, so its first rows would not do."""
     if len(split) <= count:
         return split
     kept = np.sort(np.random.default_rng(seed).permutation(len(split))[:count])
@@ -87,8 +87,10 @@ class ClassifyTask(Task):
         if config.max_eval_examples:
             self.data = dataclasses.replace(
                 self.data,
-                validation=_sample(self.data.validation, config.max_eval_examples, config.seed),
-                test=_sample(self.data.test, config.max_eval_examples, config.seed),
+                validation=sample_split(
+                    self.data.validation, config.max_eval_examples, config.seed
+                ),
+                test=sample_split(self.data.test, config.max_eval_examples, config.seed),
             )
         data = self.data
         print(
