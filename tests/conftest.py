@@ -39,7 +39,11 @@ SLOWEST_FIRST = (
 def pytest_collection_modifyitems(items):
     def rank(item) -> int:
         path = Path(str(item.fspath))
-        name = path.relative_to(REPO / "tests").as_posix() if path.is_relative_to(REPO) else ""
+        name = (
+            path.relative_to(REPO / "tests").as_posix()
+            if path.is_relative_to(REPO / "tests")
+            else ""
+        )
         return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
 
     items.sort(key=rank)  # stable: the rest keep their order
