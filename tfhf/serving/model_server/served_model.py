@@ -130,11 +130,7 @@ class ServedModel:
                 self._status[version] = ("END", "")
             for version in loaded:
                 self._status[version] = ("AVAILABLE", "")
-        for servable in unloaded:
-            servable.close()
-        if unloaded:
-            del unloaded, servable
-            release_memory(collect=True)  # the unloaded versions' weights
+        _unload(unloaded)
         for version in sorted(loaded):
             log.warning(
                 "model %s: serving version %d (%d warmup requests replayed)",
@@ -151,11 +147,7 @@ class ServedModel:
             unloaded, self._served = list(self._served.values()), {}
             for version in self._status:
                 self._status[version] = ("END", "")
-        for servable in unloaded:
-            servable.close()
-        if unloaded:
-            del unloaded, servable
-            release_memory(collect=True)  # the unloaded versions' weights
+        _unload(unloaded)
 
     def _load(self, version: int) -> tuple[Servable, int] | None:
         """(the loaded version, how many warmup requests it replayed), or None."""
@@ -199,3 +191,13 @@ class ServedModel:
             return max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.iterdir()])
         except OSError:
             return -1.0
+
+
+def _unload(servables: list[Servable]) -> None:
+    """Ends the batching threads of versions no longer served and hands their memory back
+    (requests still holding one finish on it first)."""
+    for servable in servables:
+        servable.close()
+    if servables:
+        servables.clear()
+        release_memory(collect=True)
