@@ -225,28 +225,32 @@ def malformed(server: _Server) -> str:
     return "; ".join(f"{k}: {', '.join(v)}" for k, v in by_kind.items())
 
 
-def version_switch(server: _Server, base_path: Path) -> str:
-    start = time.monotonic()
-    shutil.copytree(base_path / "1", base_path / "2.tmp")
-    (base_path / "2.tmp").rename(base_path / "2")
-    while time.monotonic() - start < 120:
-        connection = http.client.HTTPConnection("127.0.0.1", server.rest, timeout=10)
-        connection.request("GET", "/v1/models/classify")
-        states = json.loads(connection.getresponse().read())["model_version_status"]
-        if states[0] == {**states[0], "version": "2", "state": "AVAILABLE"}:
-            break
-        time.sleep(0.2)
-    time.sleep(1)
-    return f"version 2 served after {time.monotonic() - start - 1:.1f} s"
-
-
-def _model_state(server: _Server, name: str) -> str:
+def _model_status(server: _Server, name: str) -> list[dict]:
+    """The model's `model_version_status` list, empty when the server does not know it."""
     connection = http.client.HTTPConnection("127.0.0.1", server.rest, timeout=10)
     connection.request("GET", f"/v1/models/{name}")
     response = connection.getresponse()
     payload = json.loads(response.read())
     connection.close()
-    return payload["model_version_status"][0]["state"] if response.status == 200 else "none"
+    return payload["model_version_status"] if response.status == 200 else []
+
+
+def _model_state(server: _Server, name: str) -> str:
+    states = _model_status(server, name)
+    return states[0]["state"] if states else "none"
+
+
+def version_switch(server: _Server, base_path: Path) -> str:
+    start = time.monotonic()
+    shutil.copytree(base_path / "1", base_path / "2.tmp")
+    (base_path / "2.tmp").rename(base_path / "2")
+    while time.monotonic() - start < 120:
+        states = _model_status(server, "classify")
+        if states and states[0] == {**states[0], "version": "2", "state": "AVAILABLE"}:
+            break
+        time.sleep(0.2)
+    time.sleep(1)
+    return f"version 2 served after {time.monotonic() - start - 1:.1f} s"
 
 
 def config_reload(server: _Server) -> str:

@@ -136,8 +136,7 @@ class ClassifyTask(Task):
         # and the best epoch's figures need no second pass at the end.
         validation = self._dataset(self.data.validation, training=False)
         self.test_ds = self._dataset(self.data.test, training=False)
-        # Model FLOPs count each text's own tokens; padding in a batch is not model work.
-        tokens = float(np.mean(self.preprocessor.tokenize(self.data.train.texts).row_lengths()))
+        tokens = self._mean_tokens(self.data.train)
         return TrainingData(
             train,
             examples=len(self.data.train),
@@ -148,6 +147,17 @@ class ClassifyTask(Task):
                 self.model_config, context=tokens, vocabulary_output=False
             ),
         )
+
+    def _mean_tokens(self, split: sources.LabelledSplit, most: int = 20_000) -> float:
+        """Tokens per text the model sees (model FLOPs count them; padding is not model
+        work): over the whole split up to `most` texts, else over `most` drawn by --seed;
+        tokenized a block at a time, as the pipeline does."""
+        texts = sample_split(split, most, self.config.seed).texts
+        lengths = [
+            self.preprocessor.tokenize(texts[i : i + 1024]).row_lengths().numpy()
+            for i in range(0, len(texts), 1024)
+        ]
+        return float(np.mean(np.concatenate(lengths)))
 
     def train_metrics(self) -> list:
         return [tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
