@@ -9,7 +9,6 @@ GPT-2 of the default lm size: speed depends on shapes, not on the weights' value
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from absl import app, flags
 
@@ -18,38 +17,6 @@ import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 _MODEL_DIR = flags.DEFINE_string("model_dir", "runs/lm", "A trained lm workdir.")
 _NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "Tokens generated per prompt.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per figure (best is kept).")
-
-PROMPTS = [
-    "KING.",
-    "ROMEO.\nBut soft",
-    "Enter Hamlet",
-    "To be, or not to be, that is",
-    "O Romeo, Romeo, wherefore art thou Romeo?",
-    "FIRST CITIZEN.\nBefore we proceed",
-    "Now is the winter of our discontent made glorious summer",
-    "All the world's a stage, and all the men and women merely players;",
-    "Friends, Romans, countrymen, lend me your ears; I come to bury Caesar, not",
-    "Tomorrow, and tomorrow, and tomorrow, creeps in this petty pace from day to day",
-]
-
-
-def _model_and_tokenizer(model_dir: str):
-    from tfhf.models.loading import load_causal_lm, resolve_model
-    from tfhf.tokenizers.bpe import load_bpe, train_bpe
-
-    if Path(model_dir).exists():
-        folder = resolve_model(model_dir)
-        return load_causal_lm(folder), load_bpe(folder), f"trained model in {folder}"
-    import tempfile
-
-    from tfhf.tasks.lm import LmConfig, new_gpt2
-
-    config = LmConfig()
-    tokenizer = train_bpe(
-        [" ".join(PROMPTS) * 50], vocab_size=config.vocab_size, folder=Path(tempfile.mkdtemp())
-    )
-    tokenizer.add_tokens([f"<extra_{i}>" for i in range(config.vocab_size - len(tokenizer))])
-    return new_gpt2(config, tokenizer), tokenizer, "random-init model of the default lm size"
 
 
 def _tokens_per_second(generator, prompts, settings, repeats):
@@ -64,9 +31,11 @@ def _tokens_per_second(generator, prompts, settings, repeats):
 
 def main(argv):
     del argv
+    from lm_models import PROMPTS, model_and_tokenizer
+
     from tfhf.generation.generator import GenerationSettings, Generator, bucket_length
 
-    model, tokenizer, what = _model_and_tokenizer(_MODEL_DIR.value)
+    model, tokenizer, what = model_and_tokenizer(_MODEL_DIR.value)
     print(f"model: {what}, {model.count_params():,} parameters, context {model.config.n_positions}")
     # min_new_tokens is not used: an eos would only stop eager runs early, which flatters them.
     settings = GenerationSettings(max_new_tokens=_NEW_TOKENS.value, decoding="greedy")

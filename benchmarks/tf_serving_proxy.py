@@ -13,7 +13,9 @@ Run it with the TensorFlow that TF Serving links beside the project's own and co
   python benchmarks/tf_serving_proxy.py savedmodels/translate/1 > new.json
   cmp old.json new.json   # the same bytes: the same texts
 
-The script exits 1 when a chained stream does not end in `serving_default`'s text.
+The script exits 1 when a chained stream does not end in `serving_default`'s text, or when
+an lm export's `serving_default_xla` (XLA-compiled: TF Serving runs it only with
+--xla_cpu_compilation_enabled) writes other text.
 """
 
 from __future__ import annotations
@@ -94,6 +96,10 @@ def decode_all(session: Session, texts: list[str]) -> tuple[dict, bool]:
         out = session("serving_default", {source: texts, **controls("serving_default")})
         whole = [t.decode("utf-8") for t in out[target]]
         results[setting] = {"whole": whole}
+        if "serving_default_xla" in session.signatures:  # needs XLA (TF Serving: a flag)
+            out = session("serving_default_xla", {source: texts, **controls("serving_default")})
+            results[setting]["xla"] = [t.decode("utf-8") for t in out[target]]
+            equal &= results[setting]["xla"] == whole
         if not streams:
             continue
         chunk = {"chunk_tokens": [1]}
@@ -122,7 +128,11 @@ def main() -> None:
     print(
         json.dumps({"signatures": sorted(session.signatures), "texts": results}, ensure_ascii=False)
     )
-    verdict = "every stream ends in serving_default's text" if equal else "A STREAM DIFFERS"
+    verdict = (
+        "every stream (and the XLA twin) gives serving_default's text"
+        if equal
+        else "A STREAM OR THE XLA TWIN DIFFERS"
+    )
     print(f"TensorFlow {tf.__version__}: {len(texts)} texts; {verdict}", file=sys.stderr)
     sys.exit(0 if equal else 1)
 

@@ -75,6 +75,14 @@ _ROWS_PER_CALL = flags.DEFINE_integer(
     "A request with more rows runs in model calls of this many (same outputs, bounded "
     "memory); 0 runs each request in one call.",
 )
+_XLA_TWINS = flags.DEFINE_boolean(
+    "xla_signatures",
+    True,
+    "Answer a signature with its XLA-compiled twin where an export has one (an lm "
+    "export's serving_default_xla: the same text, several times faster); "
+    "--noxla_signatures runs the plain graph, as TF Serving without "
+    "--xla_cpu_compilation_enabled does.",
+)
 _BATCH_THREADS = flags.DEFINE_integer(
     "num_batch_threads", 4, "Batching: threads that run batches (TF Serving's name)."
 )
@@ -170,6 +178,7 @@ def main(argv: list[str]) -> None:
         batching=batching,
         max_rows_per_call=_ROWS_PER_CALL.value,
         metrics=metrics,
+        xla_twins=_XLA_TWINS.value,
     )
     manager.start()
     if _CONFIG.value and _CONFIG_POLL.value > 0:

@@ -103,10 +103,10 @@ _CLIENT = textwrap.dedent("""
     loaded = tf.saved_model.load(sys.argv[1])
     prompts = json.loads(sys.argv[2])
     max_new = int(sys.argv[3])
-    serve = loaded.signatures["serving_default"]
     n = len(prompts)
 
-    def run(**controls):
+    def run(signature="serving_default", **controls):
+        serve = loaded.signatures[signature]
         inputs = dict(max_new_tokens=[max_new], temperature=[0.0], top_k=[0], top_p=[1.0],
                       seed=[0])
         inputs.update(controls)
@@ -130,6 +130,13 @@ _CLIENT = textwrap.dedent("""
         "too_long": run(max_new_tokens=[64]),
         "bad_top_p": run(top_p=[0.0]),
         "bad_size": run(seed=[1, 2]),
+        "xla_greedy": run("serving_default_xla"),
+        "xla_sample_3": run("serving_default_xla", temperature=[0.9], top_k=[20], seed=[3]),
+        "xla_per_prompt": run("serving_default_xla", temperature=[0.0] + [0.9] * (n - 1),
+                              top_k=[20], seed=[3] * n,
+                              max_new_tokens=[max_new] + [2] * (n - 1)),
+        "xla_too_long": run("serving_default_xla", max_new_tokens=[64]),
+        "xla_bad_top_p": run("serving_default_xla", top_p=[0.0]),
         "foreign": sorted(m for m in sys.modules
                           if m.split(".")[0] in ("tfhf", "transformers", "tf_keras")),
     }
@@ -157,6 +164,7 @@ _CLIENT = textwrap.dedent("""
         max_new_tokens=[max_new] + [2] * (n - 1))
     prompts = ["fine", ""]
     result["empty"] = run()
+    result["xla_empty"] = run("serving_default_xla")
     print(json.dumps(result))
 """)
 
@@ -236,6 +244,42 @@ def test_controls_left_out_take_the_recorded_defaults(lm_exported, served):
         assert long.startswith(short)
 
 
+@pytest.mark.parametrize("decoding", ["greedy", "sample_3", "per_prompt"])
+def test_xla_signature_writes_what_the_default_signature_writes(served, decoding):
+    # One XLA program over a fixed-size cache and bucketed prompts, the same tokens.
+    assert served[f"xla_{decoding}"] == served[decoding]
+
+
+def test_only_the_xla_signature_asks_for_xla(lm_exported):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    _, version_dir = lm_exported
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    functions = {f.signature.name: f for f in graph.library.function}
+
+    def called(name, seen):
+        """The functions `name` calls, itself included, through every nesting."""
+        if name in seen or name not in functions:
+            return seen
+        seen.add(name)
+        for node in functions[name].node_def:
+            for value in node.attr.values():
+                if value.func.name:
+                    called(value.func.name, seen)
+        return seen
+
+    def compiled(signature):
+        entry = saved.meta_graphs[0].signature_def[signature].outputs["text"].name.split(":")[0]
+        node = next(n for n in graph.node if n.name == entry)
+        reached = called(node.attr["f"].func.name, set())
+        return any(functions[f].attr["_XlaMustCompile"].b for f in reached)
+
+    assert compiled("serving_default_xla")
+    assert not compiled("serving_default")
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
@@ -243,6 +287,9 @@ def test_controls_left_out_take_the_recorded_defaults(lm_exported, served):
         ("bad_top_p", "top_p must be in (0, 1]"),
         ("bad_size", "seed must hold one value, or one per prompt"),
         ("empty", "empty prompt"),
+        ("xla_too_long", "exceed the model context of 64"),
+        ("xla_bad_top_p", "top_p must be in (0, 1]"),
+        ("xla_empty", "empty prompt"),
     ],
 )
 def test_bad_requests_get_a_one_line_reason(served, case, message):

@@ -563,6 +563,34 @@ def test_lm_export_answers_prompts_with_the_signature_defaults_filled_in(tiny_lm
         running.stop()
 
 
+@pytest.mark.parametrize("twins, expected", [(True, [20.0]), (False, [10.0])])
+def test_a_signature_is_answered_by_its_xla_twin_unless_told_not_to(tmp_path, twins, expected):
+    # A twin that answers differently, so that which one ran shows in the output.
+    class Twins(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def plain(self, x):
+            return {"y": x * 10.0}
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None], tf.float32, name="x")], jit_compile=True
+        )
+        def compiled(self, x):
+            return {"y": x * 20.0}
+
+    module = Twins()
+    signatures = {"serving_default": module.plain, "serving_default_xla": module.compiled}
+    tf.saved_model.save(module, str(tmp_path / "twins" / "1"), signatures=signatures)
+    servable = ms.Servable("twins", 1, tmp_path / "twins" / "1", xla_twins=twins)
+    assert (
+        servable.predict("serving_default", {"x": np.array([1.0], np.float32)})["y"].tolist()
+        == expected
+    )
+    # The twin itself stays callable by its own name.
+    assert servable.predict("serving_default_xla", {"x": np.array([1.0], np.float32)})[
+        "y"
+    ].tolist() == [20.0]
+
+
 def test_a_short_context_lm_export_still_loads_with_its_warmup(tiny_lm, tmp_path):
     from transformers import GPT2Config, TFGPT2LMHeadModel
 

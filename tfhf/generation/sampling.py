@@ -71,3 +71,44 @@ def gumbel_choice(scores: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
     """The token each row draws from softmax(scores), given uniform noise in (0, 1]
     (the Gumbel-max trick: the noise decides, so the same noise gives the same token)."""
     return tf.argmax(scores - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32)
+
+
+def hashed_uniform(seeds: tf.Tensor, step: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """Uniform noise in (0, 1], [len(seeds), size]: a hash of (row's seed, step, column).
+
+    The same bits come out of plain TensorFlow kernels and of XLA, so an XLA-compiled
+    decoder draws the tokens the uncompiled one draws; `tf.random`'s stateless ops do not
+    (their XLA kernels give other numbers for the same seed).
+
+    Example:
+      >>> a = hashed_uniform(tf.constant([3, 4]), tf.constant(0), 5)
+      >>> b = tf.function(hashed_uniform, jit_compile=True)(
+      ...     tf.constant([3, 4]), tf.constant(0), 5)
+      >>> bool(tf.reduce_all(a == b)), bool(tf.reduce_all(a[0] != a[1]))
+      (True, True)
+    """
+
+    def word(value):
+        return tf.constant(value, tf.uint32)
+
+    def mix(x):  # MurmurHash3's finaliser: every input bit moves every output bit
+        x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, word(16)))
+        x = x * word(0x85EBCA6B)
+        x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, word(13)))
+        x = x * word(0xC2B2AE35)
+        return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, word(16)))
+
+    rows = mix(
+        tf.bitwise.bitwise_xor(
+            tf.cast(seeds, tf.uint32) * word(0x9E3779B1),
+            mix(tf.cast(step, tf.uint32) + word(0x68E31DA4)),
+        )
+    )
+    columns = tf.range(size, dtype=tf.int32)
+    x = mix(
+        tf.bitwise.bitwise_xor(
+            rows[:, None], tf.cast(columns, tf.uint32)[None, :] * word(0xC2B2AE3D)
+        )
+    )
+    # The top 24 bits, which a float32 holds exactly; + 1 keeps 0 out (log(0) in Gumbel).
+    return (tf.cast(tf.bitwise.right_shift(x, word(8)), tf.float32) + 1.0) / float(1 << 24)

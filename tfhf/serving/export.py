@@ -70,6 +70,11 @@ class ClassifierServingModule(tf.Module):
         }
 
 
+# The suffix of a signature that is another's XLA-compiled twin: the same inputs, outputs and
+# results, compiled where the server compiles XLA (TF Serving: --xla_cpu_compilation_enabled).
+XLA_TWIN = "_xla"
+
+
 def read_signature_defs(version_dir: Path) -> dict:
     """The SignatureDefs of the SavedModel in `version_dir` (of its "serve" graph), by name,
     read from saved_model.pb without loading the model; internal ones ("__...") left out."""

@@ -15,8 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfhf.errors import TfhfError
-from tfhf.generation.sampling import filter_scores, gumbel_choice
-from tfhf.serving.export import refuse_unless, save_version
+from tfhf.generation.generator import PROMPT_BUCKETS
+from tfhf.generation.sampling import filter_scores, gumbel_choice, hashed_uniform
+from tfhf.serving.export import XLA_TWIN, refuse_unless, save_version
 from tfhf.serving.warmup import WarmupRequest
 from tfhf.tokenizers.byte_level_bpe import ByteLevelBPE
 from tfhf.tracing import unconverted
@@ -24,6 +25,8 @@ from tfhf.tracing import unconverted
 DEFAULT_MAX_NEW_TOKENS = 64
 # Tokens per streamed chunk when a request does not say.
 DEFAULT_CHUNK_TOKENS = 8
+# Batch sizes the XLA signature compiles for; a larger batch compiles for its own size.
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class LanguageModelServingModule(tf.Module):
@@ -91,6 +94,27 @@ class LanguageModelServingModule(tf.Module):
         ]
         self.generate = tf.function(
             generate,
+            input_signature=[tf.TensorSpec([None], tf.string, name="prompt"), *controls],
+        )
+
+        # The same decoding as one XLA program per (batch, prompt bucket, new-token bucket):
+        # prompts left-padded to a bucket, the key/value cache allocated once at its full
+        # length. A server that does not compile XLA runs the same ops uncompiled.
+        self._compiled_decode = tf.function(unconverted(self._static_decode), jit_compile=True)
+
+        def generate_xla(
+            prompt,
+            max_new_tokens=count,
+            temperature=greedy,
+            top_k=zero,
+            top_p=one,
+            seed=zero,
+        ):
+            text = self._generate_static(prompt, max_new_tokens, temperature, top_k, top_p, seed)
+            return {"text": text}
+
+        self.generate_xla = tf.function(
+            generate_xla,
             input_signature=[tf.TensorSpec([None], tf.string, name="prompt"), *controls],
         )
 
@@ -183,6 +207,78 @@ class LanguageModelServingModule(tf.Module):
         *_, tokens = self._decode(state, settings)
         return self._text(tokens, settings[0])
 
+    def _generate_static(self, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+        ids, lengths, settings = self._checked(
+            prompt, max_new_tokens, temperature, top_k, top_p, seed
+        )
+        batch = tf.shape(lengths)[0]
+        width = _bucket(
+            tf.reduce_max(tf.concat([lengths, [1]], axis=0)), PROMPT_BUCKETS, self.context
+        )
+        room = _bucket(
+            tf.reduce_max(tf.concat([settings[0], [1]], axis=0)), PROMPT_BUCKETS, self.context
+        )
+        # Rows too come in buckets (copies of the first row fill them; none for no rows): with
+        # server-side batching, every batch size would otherwise compile a program of its own.
+        rows = _bucket(batch, ROW_BUCKETS, tf.maximum(batch, ROW_BUCKETS[-1]))
+        input_ids, mask = self._left_padded(ids, lengths, width)
+        filled = [
+            tf.concat([x, tf.repeat(x[:1], rows - batch, axis=0)], axis=0)
+            for x in (input_ids, mask, *settings)
+        ]
+        tokens = self._compiled_decode(*filled[:2], tf.zeros([room], tf.int32), *filled[2:])
+        return self._text(tokens[:batch], settings[0])
+
+    def _static_decode(self, input_ids, mask, room, *settings):
+        """New tokens [batch, len(room)] after the left-padded prompts, every shape fixed by
+        the inputs' (the cache holds the prompt bucket and `room` more positions), so that
+        XLA compiles the whole loop once per shape."""
+        max_new_tokens = settings[0]
+        batch, width = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
+        steps = tf.shape(room)[0]
+        out = self._forward(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=tf.cumsum(mask, axis=1, exclusive=True),
+        )
+        grown = [[0, 0], [0, 0], [0, 0], [0, steps], [0, 0]]
+        past = tuple(tf.pad(p, grown) for p in out.past_key_values)
+        cache_mask = tf.pad(mask, [[0, 0], [0, steps]])
+        slots = tf.range(width + steps)
+
+        def going(step, logits, past, cache_mask, finished, tokens):
+            return (step < steps) & tf.logical_not(tf.reduce_all(finished))
+
+        def decode_one(step, logits, past, cache_mask, finished, tokens):
+            token = tf.where(finished, self.eos_id, self._choose(logits, step, settings))
+            tokens = tf.where(tf.range(steps)[None, :] == step, token[:, None], tokens)
+            finished = finished | tf.equal(token, self.eos_id) | (step + 1 >= max_new_tokens)
+            out = self._forward(
+                input_ids=token[:, None],
+                attention_mask=tf.concat([cache_mask, tf.ones([batch, 1], tf.int32)], axis=1),
+                position_ids=tf.reduce_sum(cache_mask, axis=1, keepdims=True),
+                past_key_values=past,
+            )
+            # The model appends the new key and value; they go to the cache's next slot.
+            here = tf.equal(slots, width + step)
+            past = tuple(
+                tf.where(here[None, None, None, :, None], new[:, :, :, -1:, :], old)
+                for old, new in zip(past, out.past_key_values, strict=True)
+            )
+            cache_mask = tf.where(here[None, :], 1, cache_mask)
+            return step + 1, out.logits[:, -1, :], past, cache_mask, finished, tokens
+
+        loop_vars = (
+            tf.constant(0),
+            out.logits[:, -1, :],
+            past,
+            cache_mask,
+            tf.zeros([batch], tf.bool),
+            tf.fill([batch, steps], self.eos_id),
+        )
+        *_, tokens = tf.while_loop(going, decode_one, loop_vars)
+        return tokens
+
     def _settings(self, max_new_tokens, temperature, top_k, top_p, seed, batch):
         """The controls, one per prompt, after the checks that need no prompt."""
         settings = [
@@ -234,11 +330,9 @@ class LanguageModelServingModule(tf.Module):
         with tf.control_dependencies(checks):
             return tf.identity(ids), tf.identity(lengths), settings
 
-    def _prefill(self, ids, lengths):
-        """(last logits, key/value cache, attention mask) after reading the prompts."""
+    def _left_padded(self, ids, lengths, width):
+        """(input ids [batch, width], attention mask): each prompt ends in the last column."""
         batch = tf.shape(lengths)[0]
-        # Left padding: the last column holds every prompt's last token.
-        width = tf.reduce_max(tf.concat([lengths, [1]], axis=0))
         right_padded = ids.to_tensor(
             default_value=self.pad_id, shape=tf.cast(tf.stack([batch, width]), tf.int64)
         )
@@ -247,7 +341,12 @@ class LanguageModelServingModule(tf.Module):
         input_ids = tf.where(
             real, tf.gather(right_padded, tf.maximum(offsets, 0), batch_dims=1), self.pad_id
         )
-        mask = tf.cast(real, tf.int32)
+        return input_ids, tf.cast(real, tf.int32)
+
+    def _prefill(self, ids, lengths):
+        """(last logits, key/value cache, attention mask) after reading the prompts."""
+        width = tf.reduce_max(tf.concat([lengths, [1]], axis=0))
+        input_ids, mask = self._left_padded(ids, lengths, width)
         out = self._forward(
             input_ids=input_ids,
             attention_mask=mask,
@@ -255,43 +354,40 @@ class LanguageModelServingModule(tf.Module):
         )
         return out.logits[:, -1, :], tuple(out.past_key_values), mask
 
+    def _choose(self, logits, step, settings):
+        """Each row's next token: the likeliest, or drawn from (seed, step) where the row's
+        temperature is above 0."""
+        _, temperature, top_k, top_p, seed = settings
+        logits = tf.cast(logits, tf.float32)
+        greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+        def sampled():
+            scores = filter_scores(
+                logits,
+                temperature=tf.where(temperature > 0, temperature, 1.0),
+                top_k=top_k,
+                top_p=top_p,
+            )
+            uniform = hashed_uniform(seed, step, tf.shape(logits)[1])
+            return tf.where(temperature > 0, gumbel_choice(scores, uniform), greedy)
+
+        return tf.cond(tf.reduce_any(temperature > 0), sampled, lambda: greedy)
+
     def _decode(self, state, settings, chunk_tokens=None):
         """Decodes from `state` (step, logits, cache, mask, finished) until every row has
         finished, or for at most `chunk_tokens` steps; returns the new state and the new
         tokens [batch, steps decoded]."""
-        max_new_tokens, temperature, top_k, top_p, seed = settings
+        max_new_tokens = settings[0]
         step, logits, past, mask, finished = state
         batch = tf.shape(finished)[0]
         last = step + chunk_tokens if chunk_tokens is not None else None
-
-        def choose(logits, step):
-            logits = tf.cast(logits, tf.float32)
-            greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-
-            def sampled():
-                scores = filter_scores(
-                    logits,
-                    temperature=tf.where(temperature > 0, temperature, 1.0),
-                    top_k=top_k,
-                    top_p=top_p,
-                )
-                uniform = tf.map_fn(
-                    lambda s: tf.random.stateless_uniform(
-                        tf.shape(logits)[1:], seed=tf.stack([s, step]), minval=1e-20, maxval=1.0
-                    ),
-                    seed,
-                    fn_output_signature=tf.float32,
-                )
-                return tf.where(temperature > 0, gumbel_choice(scores, uniform), greedy)
-
-            return tf.cond(tf.reduce_any(temperature > 0), sampled, lambda: greedy)
 
         def going(step, logits, past, mask, finished, tokens):
             more = tf.logical_not(tf.reduce_all(finished))
             return more if last is None else more & (step < last)
 
         def decode_one(step, logits, past, mask, finished, tokens):
-            token = tf.where(finished, self.eos_id, choose(logits, step))
+            token = tf.where(finished, self.eos_id, self._choose(logits, step, settings))
             tokens = tf.concat([tokens, token[:, None]], axis=1)
             finished = finished | tf.equal(token, self.eos_id) | (step + 1 >= max_new_tokens)
             mask = tf.concat([mask, tf.ones([batch, 1], tf.int32)], axis=1)
@@ -363,6 +459,12 @@ class LanguageModelServingModule(tf.Module):
         }
 
 
+def _bucket(n, buckets, most):
+    """The smallest of `buckets` holding `n`, `most` at most (a scalar tensor)."""
+    buckets = tf.constant(buckets, tf.int32)
+    return tf.minimum(tf.reduce_min(tf.where(buckets >= n, buckets, most)), most)
+
+
 def export_language_model(
     model,
     tokenizer,
@@ -396,6 +498,7 @@ def export_language_model(
             module,
             {
                 "serving_default": module.generate,
+                "serving_default" + XLA_TWIN: module.generate_xla,
                 "stream_start": module.stream_start,
                 "stream_continue": module.stream_continue,
             },
@@ -406,7 +509,8 @@ def export_language_model(
 
 def _lm_warmup(context: int) -> list[WarmupRequest]:
     """One prompt decoded greedily, then two sampled, a few new tokens each; all fit in
-    `context` tokens (a failing warmup request would fail the model's load)."""
+    `context` tokens (a failing warmup request would fail the model's load). None for the
+    XLA twin: a TF Serving without XLA fails its requests, so it would fail the load."""
     new = max(1, min(4, context // 4))
     # ASCII prompts cut to `context - new` characters: byte-level BPE gives at most one
     # token per ASCII character.

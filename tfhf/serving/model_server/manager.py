@@ -23,6 +23,7 @@ class ModelManager:
       poll_seconds: How often to look for new versions; 0 looks only in `start`.
       batching: `Batcher` arguments for every model, or None.
       max_rows_per_call: Requests with more rows run in parts this size (`Servable`).
+      xla_twins: Answer a signature with its XLA twin where an export has one (`Servable`).
       metrics: Where requests, batches and loads are recorded; None records nothing.
     """
 
@@ -34,12 +35,14 @@ class ModelManager:
         batching: dict | None = None,
         max_rows_per_call: int = 64,
         metrics: Metrics | None = None,
+        xla_twins: bool = True,
     ):
         self.metrics = metrics or Metrics()
         self._model_args = {
             "batching": batching,
             "max_rows_per_call": max_rows_per_call,
             "metrics": self.metrics,
+            "xla_twins": xla_twins,
         }
         # Replaced whole, never changed in place: a request reads one consistent mapping.
         self.models = {s.name: ServedModel(s, **self._model_args) for s in specs}

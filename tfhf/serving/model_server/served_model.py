@@ -24,6 +24,7 @@ class ServedModel:
       spec: The model's name, base path, version policy and labels.
       batching: `Batcher` arguments for every version, or None.
       max_rows_per_call: Requests with more rows run in parts this size (`Servable`).
+      xla_twins: Answer a signature with its XLA twin where an export has one (`Servable`).
       metrics: Where the versions' batchers record batch sizes, or None.
     """
 
@@ -34,11 +35,13 @@ class ServedModel:
         batching: dict | None = None,
         max_rows_per_call: int = 64,
         metrics: Metrics | None = None,
+        xla_twins: bool = True,
     ):
         self.spec = spec
         self.metrics = metrics
         self.batching = batching
         self.max_rows_per_call = max_rows_per_call
+        self.xla_twins = xla_twins
         # Guards the served versions and the status map together, so a request never sees
         # a switch half done (two versions AVAILABLE, or a version served but LOADING).
         self._lock = threading.Lock()
@@ -162,6 +165,7 @@ class ServedModel:
                 batching=self.batching,
                 max_rows_per_call=self.max_rows_per_call,
                 metrics=self.metrics,
+                xla_twins=self.xla_twins,
             )
             warmed = servable.warm_up()
         except Exception as e:  # noqa: BLE001  (any failure keeps the old versions serving)
