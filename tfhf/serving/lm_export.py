@@ -38,7 +38,8 @@ class LanguageModelServingModule(tf.Module):
     greedy decoding; above 0 it samples, with top-k / top-p filtering and noise
     drawn from (seed, step), so the same seed gives the same text. Generation stops
     at the end-of-text token or after `max_new_tokens`; `text` holds the
-    continuation only.
+    continuation only. `generate_xla` takes the same inputs and writes the same text, as
+    one XLA program per shape.
 
     Only the model's variables are tracked (see `ClassifierServingModule`).
     """
@@ -74,17 +75,6 @@ class LanguageModelServingModule(tf.Module):
         zero, one = tf.constant([0], tf.int32), tf.constant([1.0])
         greedy = tf.constant([0.0])
 
-        def generate(
-            prompt,
-            max_new_tokens=count,
-            temperature=greedy,
-            top_k=zero,
-            top_p=one,
-            seed=zero,
-        ):
-            text = self._generate(prompt, max_new_tokens, temperature, top_k, top_p, seed)
-            return {"text": text}
-
         controls = [
             tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
             tf.TensorSpec([None], tf.float32, name="temperature"),
@@ -92,31 +82,29 @@ class LanguageModelServingModule(tf.Module):
             tf.TensorSpec([None], tf.float32, name="top_p"),
             tf.TensorSpec([None], tf.int32, name="seed"),
         ]
-        self.generate = tf.function(
-            generate,
-            input_signature=[tf.TensorSpec([None], tf.string, name="prompt"), *controls],
-        )
 
-        # The same decoding as one XLA program per (batch, prompt bucket, new-token bucket):
-        # prompts left-padded to a bucket, the key/value cache allocated once at its full
-        # length. A server that does not compile XLA runs the same ops uncompiled.
+        def prompt_to_text(decode):
+            def generate(
+                prompt,
+                max_new_tokens=count,
+                temperature=greedy,
+                top_k=zero,
+                top_p=one,
+                seed=zero,
+            ):
+                return {"text": decode(prompt, max_new_tokens, temperature, top_k, top_p, seed)}
+
+            return tf.function(
+                generate,
+                input_signature=[tf.TensorSpec([None], tf.string, name="prompt"), *controls],
+            )
+
+        self.generate = prompt_to_text(self._generate)
+        # The same decoding as one XLA program per (rows, prompt, new tokens) bucket: the
+        # key/value cache allocated once at its full length. TF Serving compiles it only with
+        # --xla_cpu_compilation_enabled (and fails its requests without).
         self._compiled_decode = tf.function(unconverted(self._static_decode), jit_compile=True)
-
-        def generate_xla(
-            prompt,
-            max_new_tokens=count,
-            temperature=greedy,
-            top_k=zero,
-            top_p=one,
-            seed=zero,
-        ):
-            text = self._generate_static(prompt, max_new_tokens, temperature, top_k, top_p, seed)
-            return {"text": text}
-
-        self.generate_xla = tf.function(
-            generate_xla,
-            input_signature=[tf.TensorSpec([None], tf.string, name="prompt"), *controls],
-        )
+        self.generate_xla = prompt_to_text(self._generate_static)
 
         # Streaming: `stream_start` decodes the first `chunk_tokens` and returns the
         # decoding state (the key/value cache among it); `stream_continue` takes that state
@@ -478,6 +466,7 @@ def export_language_model(
     (int32), `temperature` (float32, 0 = greedy), `top_k` (int32, 0 = off), `top_p`
     (float32, 1.0 = off), `seed` (int32), each [1] or [batch] -> `text` (string [batch]),
     the continuation. The default `max_new_tokens` is capped at half the context.
+    `serving_default_xla`: the same, XLA-compiled (TF Serving: --xla_cpu_compilation_enabled).
     The version carries warmup requests, greedy and sampled, which TF Serving runs
     before it answers any client.
     """

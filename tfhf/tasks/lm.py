@@ -39,7 +39,10 @@ class LmConfig(ScratchModelConfig, ExportConfig):
     )
     text_column: str = setting("text", "Column with the text of .csv/.tsv/.jsonl files.")
     batch_size: int = 16
-    learning_rate: float = 1e-3
+    # A narrower model sees more tokens in the same time, and takes a higher rate: validation
+    # bits per character after ~165 s of training, 2.52 at width 192 and LR 1e-3, 2.39 here.
+    epochs: int = 2
+    learning_rate: float = 2e-3
     warmup_ratio: float = 0.05
     weight_decay: float = 0.1
     vocab_size: int = setting(
@@ -47,7 +50,7 @@ class LmConfig(ScratchModelConfig, ExportConfig):
     )
     n_layer: int = 4
     n_head: int = 4
-    n_embd: int = 192
+    n_embd: int = 128
     block_size: int = setting(128, "Tokens per training block; from scratch, the context.")
 
     def problems(self) -> list[str]:
