@@ -120,6 +120,7 @@ def lm_cli_run(tmp_path_factory):
         "--n_head=2",
         "--n_embd=32",
         "--batch_size=8",
+        "--epochs=1",
         "--max_steps_per_epoch=6",
         f"--workdir={tmp / 'run'}",
         cwd=tmp,
