@@ -2,8 +2,8 @@
 
   python benchmarks/lm_export_speed.py --model_dir=runs/lm
 
-Exports the model (a trained lm workdir, or without one a random-init GPT-2 of the default lm
-size) to a temporary folder, loads the SavedModel back as TF Serving would run it, and times,
+Exports the model of a trained lm workdir (the export needs its tokenizer as trained) to a
+temporary folder, loads the SavedModel back as TF Serving would run it, and times,
 in this one process: the export's `serving_default` (plain graph ops: any TF Serving), its
 `serving_default_xla` (one XLA program per shape: a TF Serving started with
 `--xla_cpu_compilation_enabled`, and `tfhf.serve`), and transformers' `generate` under
@@ -47,6 +47,8 @@ def main(argv):
     from tfhf.generation.generator import GenerationSettings, Generator
     from tfhf.serving.lm_export import export_language_model
 
+    if not Path(_MODEL_DIR.value).exists():
+        raise app.UsageError(f"--model_dir {_MODEL_DIR.value}: no such lm workdir")
     model, tokenizer, what = model_and_tokenizer(_MODEL_DIR.value)
     n = _NEW_TOKENS.value
     print(f"model: {what}, {model.count_params():,} parameters; greedy, {n} new tokens")

@@ -224,13 +224,9 @@ class LanguageModelServingModule(tf.Module):
         max_new_tokens = settings[0]
         batch, width = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
         steps = tf.shape(room)[0]
-        out = self._forward(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=tf.cumsum(mask, axis=1, exclusive=True),
-        )
+        logits, past = self._read(input_ids, mask)
         grown = [[0, 0], [0, 0], [0, 0], [0, steps], [0, 0]]
-        past = tuple(tf.pad(p, grown) for p in out.past_key_values)
+        past = tuple(tf.pad(p, grown) for p in past)
         cache_mask = tf.pad(mask, [[0, 0], [0, steps]])
         slots = tf.range(width + steps)
 
@@ -258,7 +254,7 @@ class LanguageModelServingModule(tf.Module):
 
         loop_vars = (
             tf.constant(0),
-            out.logits[:, -1, :],
+            logits,
             past,
             cache_mask,
             tf.zeros([batch], tf.bool),
@@ -335,12 +331,17 @@ class LanguageModelServingModule(tf.Module):
         """(last logits, key/value cache, attention mask) after reading the prompts."""
         width = tf.reduce_max(tf.concat([lengths, [1]], axis=0))
         input_ids, mask = self._left_padded(ids, lengths, width)
+        return (*self._read(input_ids, mask), mask)
+
+    def _read(self, input_ids, mask):
+        """(last logits, key/value cache) after the left-padded prompts; positions count
+        real tokens only, so padding does not shift a prompt."""
         out = self._forward(
             input_ids=input_ids,
             attention_mask=mask,
             position_ids=tf.cumsum(mask, axis=1, exclusive=True),
         )
-        return out.logits[:, -1, :], tuple(out.past_key_values), mask
+        return out.logits[:, -1, :], tuple(out.past_key_values)
 
     def _choose(self, logits, step, settings):
         """Each row's next token: the likeliest, or drawn from (seed, step) where the row's
