@@ -14,7 +14,7 @@ Run it with the TensorFlow that TF Serving links beside the project's own and co
   cmp old.json new.json   # the same bytes: the same texts
 
 The script exits 1 when a chained stream does not end in `serving_default`'s text, or when
-an lm export's `serving_default_xla` (XLA-compiled: TF Serving runs it only with
+an export's `serving_default_xla` (XLA-compiled: TF Serving runs it only with
 --xla_cpu_compilation_enabled) writes other text.
 """
 

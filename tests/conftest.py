@@ -209,6 +209,33 @@ _NON_CORE = textwrap.dedent("""
 """)
 
 
+def compiles_with_xla(version_dir: Path, signature: str) -> bool:
+    """Whether any function the SavedModel's `signature` calls, through every nesting,
+    must be compiled with XLA."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    functions = {f.signature.name: f for f in graph.library.function}
+
+    def called(name, seen):
+        if name in seen or name not in functions:
+            return seen
+        seen.add(name)
+        for node in functions[name].node_def:
+            for value in node.attr.values():
+                if value.func.name:
+                    called(value.func.name, seen)
+        return seen
+
+    outputs = saved.meta_graphs[0].signature_def[signature].outputs
+    entry = next(iter(outputs.values())).name.split(":")[0]
+    node = next(n for n in graph.node if n.name == entry)
+    reached = called(node.attr["f"].func.name, set())
+    return any(functions[f].attr["_XlaMustCompile"].b for f in reached)
+
+
 @pytest.fixture(scope="session")
 def non_core_ops():
     """A function: SavedModel folder -> the ops its graph uses that core TensorFlow lacks."""

@@ -268,10 +268,40 @@ def test_sampling_with_tensor_settings_draws_as_python_settings_do(pair):
     assert (sampled != greedy).any()
 
 
-@pytest.mark.parametrize("settings", [SETTINGS[3]], ids=str)
+@pytest.mark.parametrize("settings", [SETTINGS[1], SETTINGS[5]], ids=str)
+def test_xla_with_a_larger_cache_and_a_cap_decodes_as_the_capped_plain_graph(pair, settings):
+    # The export's XLA twin: the cache's size and the beams come from input shapes (so one
+    # program serves each bucket), the request's max_new_tokens is `most`, a tensor.
+    _, steps, _ = pair
+    ids, mask = sources()
+
+    def capped(ids, mask, room, beams, most):
+        fixed = dataclasses.replace(
+            settings, max_new_tokens=tf.shape(room)[0], num_beams=tf.shape(beams)[0]
+        )
+        return decode(steps, ids, mask, fixed, most=most, beams=settings.num_beams > 1)
+
+    compiled = tf.function(capped, jit_compile=True)
+    room, beams = tf.zeros([16]), tf.zeros([settings.num_beams])
+    for most in (settings.max_new_tokens, 3):
+        got = compiled(ids, mask, room, beams, tf.constant(most)).numpy()
+        plain = decode(steps, ids, mask, dataclasses.replace(settings, max_new_tokens=most))
+        assert got.shape == (ids.shape[0], 16)
+        np.testing.assert_array_equal(got[:, :most], plain.numpy())
+        assert (got[:, most:] == PAD).all()
+    # One source alone (a served request of one text; its beams once lost their row count).
+    one = compiled(ids[:1], mask[:1], room, beams, tf.constant(3)).numpy()
+    plain = decode(steps, ids[:1], mask[:1], dataclasses.replace(settings, max_new_tokens=3))
+    np.testing.assert_array_equal(one[:, :3], plain.numpy())
+
+
+@pytest.mark.parametrize(
+    "settings", [SETTINGS[3], DecodingSettings(max_new_tokens=6, temperature=1.5, seed=3)], ids=str
+)
 def test_each_source_decodes_as_it_would_alone(pair, settings):
     # Served requests are batched with whatever else arrives: a text's summary must not
-    # depend on its neighbours (transformers' TF beam search stops all rows at once).
+    # depend on its neighbours (transformers' TF beam search stops all rows at once; a
+    # sampled row draws its noise from the seed and the step, not from its place).
     _, steps, _ = pair
     ids, mask = sources()
     batch = decode(steps, ids, mask, settings).numpy()

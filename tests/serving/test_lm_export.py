@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import tensorflow as tf
-from conftest import run_bare_python
+from conftest import compiles_with_xla, run_bare_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -251,33 +251,9 @@ def test_xla_signature_writes_what_the_default_signature_writes(served, decoding
 
 
 def test_only_the_xla_signature_asks_for_xla(lm_exported):
-    from tensorflow.core.protobuf import saved_model_pb2
-
     _, version_dir = lm_exported
-    saved = saved_model_pb2.SavedModel()
-    saved.ParseFromString((version_dir / "saved_model.pb").read_bytes())
-    graph = saved.meta_graphs[0].graph_def
-    functions = {f.signature.name: f for f in graph.library.function}
-
-    def called(name, seen):
-        """The functions `name` calls, itself included, through every nesting."""
-        if name in seen or name not in functions:
-            return seen
-        seen.add(name)
-        for node in functions[name].node_def:
-            for value in node.attr.values():
-                if value.func.name:
-                    called(value.func.name, seen)
-        return seen
-
-    def compiled(signature):
-        entry = saved.meta_graphs[0].signature_def[signature].outputs["text"].name.split(":")[0]
-        node = next(n for n in graph.node if n.name == entry)
-        reached = called(node.attr["f"].func.name, set())
-        return any(functions[f].attr["_XlaMustCompile"].b for f in reached)
-
-    assert compiled("serving_default_xla")
-    assert not compiled("serving_default")
+    assert compiles_with_xla(version_dir, "serving_default_xla")
+    assert not compiles_with_xla(version_dir, "serving_default")
 
 
 @pytest.mark.parametrize(

@@ -62,10 +62,11 @@ _CLIENT = textwrap.dedent("""
     import json, sys
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
-    serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+    signatures = tf.saved_model.load(sys.argv[1]).signatures
     texts = json.loads(sys.argv[2])
 
-    def run(texts=texts, **controls):
+    def run(texts=texts, signature="serving_default", **controls):
+        serve = signatures[signature]
         inputs = dict(max_new_tokens=[8], num_beams=[4], length_penalty=[1.0],
                       temperature=[0.0], top_k=[0], top_p=[1.0], seed=[0])
         inputs.update(controls)
@@ -78,6 +79,8 @@ _CLIENT = textwrap.dedent("""
             return "error: " + next(l for l in e.message.splitlines() if "assertion" in l)
 
     print(json.dumps({"beams": run(), "greedy": run(num_beams=[1]), "empty": run(texts=[""]),
+                      "xla_beams": run(signature="serving_default_xla"),
+                      "xla_greedy": run(signature="serving_default_xla", num_beams=[1]),
                       "foreign": sorted(m for m in sys.modules
                                         if m.split(".")[0] in ("tfhf", "transformers"))}))
 """)
@@ -93,6 +96,8 @@ def test_the_export_writes_what_tfhf_writes_in_a_python_free_process(trained, no
     assert out["beams"] == ours(texts, config.decoding())
     assert out["greedy"] == ours(texts, DecodingSettings(8, no_repeat_ngram_size=3))
     assert out["empty"].startswith("error: ") and "empty text" in out["empty"]
+    # T5's relative positions read from a cache sized for a bucket: the same summaries.
+    assert (out["xla_beams"], out["xla_greedy"]) == (out["beams"], out["greedy"])
     # SentencePiece's ops, which TF Serving's TF Text has.
     assert non_core_ops(Path(metrics["export"])) == {"SentencepieceOp", "SentencepieceTokenizeOp"}
 

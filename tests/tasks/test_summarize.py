@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NEGATIVE, POSITIVE, make_texts, run_bare_python
+from conftest import NEGATIVE, POSITIVE, compiles_with_xla, make_texts, run_bare_python
 
 from tfhf.errors import TfhfError
 from tfhf.generation.seq2seq import DecodingSettings, TextToText
@@ -229,16 +229,16 @@ _CLIENT = textwrap.dedent("""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
     loaded = tf.saved_model.load(sys.argv[1])
-    serve = loaded.signatures["serving_default"]
     texts = json.loads(sys.argv[2])
     TYPES = dict(length_penalty=tf.float32, temperature=tf.float32, top_p=tf.float32)
 
-    def run(texts=texts, **controls):
+    def run(texts=texts, signature="serving_default", **controls):
         # Python's signature call wants every input; TF Serving fills in the defaults.
         inputs = dict(max_new_tokens=[6], num_beams=[4], length_penalty=[1.0],
                       temperature=[0.0], top_k=[0], top_p=[1.0], seed=[0])
         inputs.update(controls)
         inputs = {k: tf.constant(v, TYPES.get(k, tf.int32)) for k, v in inputs.items()}
+        serve = loaded.signatures[signature]
         try:
             return [t.decode() for t in serve(text=tf.constant(texts), **inputs)["summary"].numpy()]
         except tf.errors.InvalidArgumentError as e:
@@ -277,6 +277,17 @@ _CLIENT = textwrap.dedent("""
         "sampled_beams": run(num_beams=[4], temperature=[0.5]),
         "two_seeds": run(seed=[1, 2]),
         "too_long": run(max_new_tokens=[65]),
+        # The XLA twin: the same requests, one XLA program per shape.
+        "xla_given": run(signature="serving_default_xla"),
+        "xla_greedy": run(signature="serving_default_xla", num_beams=[1]),
+        "xla_beams_2": run(signature="serving_default_xla", num_beams=[2], max_new_tokens=[4],
+                           length_penalty=[2.0]),
+        "xla_sample_3": run(signature="serving_default_xla", num_beams=[1], temperature=[1.5],
+                            seed=[3]),
+        "xla_one": run(texts=texts[:1], signature="serving_default_xla"),
+        "xla_empty": run(texts=["a fine film", " "], signature="serving_default_xla"),
+        "xla_no_beams": run(signature="serving_default_xla", num_beams=[0]),
+        "xla_too_long": run(signature="serving_default_xla", max_new_tokens=[65]),
         "foreign": sorted(m for m in sys.modules
                           if m.split(".")[0] in ("tfhf", "transformers", "tf_keras")),
     }))
@@ -303,6 +314,21 @@ def test_the_export_writes_what_tfhf_writes_in_a_python_free_process(trained, se
     settings = DecodingSettings(4, num_beams=2, length_penalty=2.0, no_repeat_ngram_size=3)
     assert out["beams_2"] == ours(texts, settings)
     assert out["defaults"] != out["greedy"] or out["greedy"] != out["beams_2"]
+
+
+@pytest.mark.parametrize("decoding", ["given", "greedy", "beams_2", "sample_3"])
+def test_the_xla_signature_writes_what_the_default_signature_writes(served, decoding):
+    # Sources padded to a length bucket, rows to a row bucket, the cache to a bucket of
+    # max_new_tokens: the same summaries, one row alone or among others.
+    _, out = served
+    assert out[f"xla_{decoding}"] == out[decoding]
+    assert out["xla_one"] == out["given"][:1]
+
+
+def test_only_the_xla_signature_asks_for_xla(trained):
+    _, metrics = trained
+    assert compiles_with_xla(Path(metrics["export"]), "serving_default_xla")
+    assert not compiles_with_xla(Path(metrics["export"]), "serving_default")
 
 
 def test_the_export_samples_by_seed(served):
@@ -339,6 +365,9 @@ def test_streamed_summaries_end_in_the_text_of_one_call(served, streamed, whole,
         ("sampled_beams", "sampling (temperature above 0) needs num_beams 1"),
         ("two_seeds", "seed must hold one value"),
         ("too_long", "max_new_tokens must be in [1, 64]"),
+        ("xla_empty", "empty text"),
+        ("xla_no_beams", "num_beams must be in [1, 16]"),
+        ("xla_too_long", "max_new_tokens must be in [1, 64]"),
     ],
 )
 def test_bad_export_requests_get_a_one_line_reason(served, case, message):

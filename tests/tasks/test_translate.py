@@ -4,6 +4,7 @@ TensorFlow-only process, and UTF-8 that stays valid when output stops inside a c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 from pathlib import Path
@@ -98,10 +99,12 @@ _CLIENT = textwrap.dedent(
     path, texts = sys.argv[1], json.loads(sys.argv[2])
     loaded = tf.saved_model.load(path)  # kept: its variables live as long as it does
     generate = loaded.generate  # the signature's function, with defaults
-    def run(**controls):
+    def run(generate=generate, **controls):
         given = {k: tf.constant([v]) for k, v in controls.items()}
         out = generate(tf.constant(texts), **given)["translation"].numpy()
         return [t.decode("utf-8") for t in out]  # strict: invalid UTF-8 would raise
+    def xla(**controls):  # the XLA twin
+        return run(loaded.generate_xla, **controls)
     def stream(chunk, **controls):
         given = {k: tf.constant([v]) for k, v in controls.items()}
         given["chunk_tokens"] = tf.constant([chunk])
@@ -118,6 +121,11 @@ _CLIENT = textwrap.dedent(
         "defaults": run(),
         "greedy": run(num_beams=1),
         "one_token": run(num_beams=1, max_new_tokens=1),
+        "sampled": run(num_beams=1, temperature=1.5, seed=5),
+        "xla_defaults": xla(),
+        "xla_greedy": xla(num_beams=1),
+        "xla_one_token": xla(num_beams=1, max_new_tokens=1),
+        "xla_sampled": xla(num_beams=1, temperature=1.5, seed=5),
         "foreign": sorted(m for m in sys.modules if m.split(".")[0] in ("tfhf", "transformers")),
     }))
     """
@@ -134,6 +142,12 @@ def test_the_export_translates_as_tfhf_does_in_a_tensorflow_only_process(trained
     assert out["defaults"] == ours(texts, config.decoding())
     assert out["greedy"] == ours(texts, DecodingSettings(max_new_tokens=8))
     assert set(out["greedy"]) == set(VERDICTS.values())  # both verdicts among six reviews
+    # Sampling draws its noise from (seed, step) alone: tfhf samples what the export does.
+    sampled = dataclasses.replace(config.decoding(), num_beams=1, temperature=1.5, seed=5)
+    assert out["sampled"] == ours(texts, sampled)
+    # The XLA twin writes what the plain signature writes, one token or all.
+    for decoding in ("defaults", "greedy", "one_token", "sampled"):
+        assert out[f"xla_{decoding}"] == out[decoding]
     # Streamed, a chunk of tokens a call: the last chunk is one call's text, and each
     # chunk before shows how it starts (a character whose bytes are not all in yet shows
     # as U+FFFD, which tfhf.serve holds back).

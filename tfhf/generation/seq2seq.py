@@ -32,7 +32,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from tfhf.errors import TfhfError
-from tfhf.generation.sampling import filter_scores, gumbel_choice
+from tfhf.generation.sampling import filter_scores, gumbel_choice, hashed_uniform
 from tfhf.tracing import unconverted
 
 NEG_INF = -1.0e9  # transformers' beam search uses this very value; finite, so no inf - inf
@@ -183,7 +183,15 @@ class DecoderSteps:
 
     def reorder(self, cache, rows: tf.Tensor):
         """The cache of the rows `rows` (beam search keeps the rows of the surviving beams)."""
-        return tf.nest.map_structure(lambda t: tf.gather(t, rows, axis=self.batch_axis), cache)
+
+        def pick(t):
+            picked = tf.gather(t, rows, axis=self.batch_axis)
+            # As many rows as before. Said, since the graph cannot always tell (one source
+            # of 4 beams lost its batch size), and XLA's loops need it.
+            picked.set_shape(t.shape)
+            return picked
+
+        return tf.nest.map_structure(pick, cache)
 
 
 class CheckpointSteps(DecoderSteps):
@@ -275,19 +283,37 @@ def _process(scores, sequences, length, settings: DecodingSettings, end_id: int,
     return scores
 
 
-def decode(steps: DecoderSteps, input_ids, attention_mask, settings: DecodingSettings) -> tf.Tensor:
+def decode(
+    steps: DecoderSteps,
+    input_ids,
+    attention_mask,
+    settings: DecodingSettings,
+    *,
+    most=None,
+    beams: bool | None = None,
+) -> tf.Tensor:
     """Target token ids [batch, max_new_tokens] for each source; after the end token (kept),
     the rows hold `pad_id`.
 
-    Under XLA every field of `settings` must be a Python value (each distinct setting is
-    its own program). In a plain graph `max_new_tokens`, `num_beams`, `length_penalty`,
-    `temperature`, `top_k`, `top_p` and `seed` may be scalar tensors (the SavedModel's
-    controls); `min_new_tokens` and `no_repeat_ngram_size` stay Python values.
+    In a plain graph `max_new_tokens`, `num_beams`, `length_penalty`, `temperature`,
+    `top_k`, `top_p` and `seed` may be scalar tensors (the SavedModel's controls);
+    `min_new_tokens` and `no_repeat_ngram_size` stay Python values. Under XLA the tensors
+    that set shapes (`max_new_tokens`, `num_beams`) must come from the inputs' shapes.
+
+    Args:
+      most: A scalar tensor of at most `max_new_tokens`: no more tokens than this are
+        decoded (the rest of each row is padding), the same tokens as a decode with
+        `max_new_tokens=most`. So one program, its cache sized for `max_new_tokens`,
+        serves every shorter request.
+      beams: Whether to search (True) or decode one token at a time (False), where
+        `num_beams` is a tensor whose branch is known: XLA then compiles only that branch.
+        None decides by `num_beams`.
     """
     encoded = steps.encode(input_ids, attention_mask)
+    iterations = settings.max_new_tokens if most is None else most - 1
 
     def run(search: _Search):
-        return search.result(_run(search, search.start(), settings, settings.max_new_tokens))
+        return search.result(_run(search, search.start(), settings, iterations))
 
     def one_at_a_time():
         return run(_one_at_a_time(steps, encoded, attention_mask, settings))
@@ -304,8 +330,10 @@ def decode(steps: DecoderSteps, input_ids, attention_mask, settings: DecodingSet
             )
         )
 
-    if isinstance(settings.num_beams, int):
-        return beam_search() if settings.num_beams > 1 else one_at_a_time()
+    if beams is None and isinstance(settings.num_beams, int):
+        beams = settings.num_beams > 1
+    if beams is not None:
+        return beam_search() if beams else one_at_a_time()
     return tf.cond(settings.num_beams > 1, beam_search, one_at_a_time)
 
 
@@ -350,11 +378,10 @@ def _one_at_a_time(steps: DecoderSteps, encoded, encoder_mask, settings: Decodin
             filtered = filter_scores(
                 scores, temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p
             )
-            seed = tf.stack([tf.cast(settings.seed, tf.int32), length])
-            noise = tf.random.stateless_uniform(
-                tf.shape(filtered), seed=seed, minval=1e-20, maxval=1.0
-            )
-            return gumbel_choice(filtered, noise)
+            # Every row draws from (seed, step) alone, the same bits with and without XLA,
+            # so a source samples the same text whatever else is in its batch.
+            seeds = tf.fill([rows], tf.cast(settings.seed, tf.int32))
+            return gumbel_choice(filtered, hashed_uniform(seeds, length, vocab))
 
         def greedy():
             return tf.argmax(scores, axis=-1, output_type=tf.int32)

@@ -73,6 +73,16 @@ class ClassifierServingModule(tf.Module):
 # The suffix of a signature that is another's XLA-compiled twin: the same inputs, outputs and
 # results, compiled where the server compiles XLA (TF Serving: --xla_cpu_compilation_enabled).
 XLA_TWIN = "_xla"
+# Batch sizes an XLA twin compiles for (copies of the first row fill a batch up: with
+# server-side batching every batch size would otherwise compile a program of its own); a
+# larger batch compiles for its own size.
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def bucket(n, buckets, most):
+    """The smallest of `buckets` holding `n`, `most` at most (a scalar tensor)."""
+    buckets = tf.constant(buckets, tf.int32)
+    return tf.minimum(tf.reduce_min(tf.where(buckets >= n, buckets, most)), most)
 
 
 def read_signature_defs(version_dir: Path) -> dict:

@@ -17,7 +17,7 @@ import tensorflow as tf
 from tfhf.errors import TfhfError
 from tfhf.generation.generator import PROMPT_BUCKETS
 from tfhf.generation.sampling import filter_scores, gumbel_choice, hashed_uniform
-from tfhf.serving.export import XLA_TWIN, refuse_unless, save_version
+from tfhf.serving.export import ROW_BUCKETS, XLA_TWIN, bucket, refuse_unless, save_version
 from tfhf.serving.warmup import WarmupRequest
 from tfhf.tokenizers.byte_level_bpe import ByteLevelBPE
 from tfhf.tracing import unconverted
@@ -25,8 +25,6 @@ from tfhf.tracing import unconverted
 DEFAULT_MAX_NEW_TOKENS = 64
 # Tokens per streamed chunk when a request does not say.
 DEFAULT_CHUNK_TOKENS = 8
-# Batch sizes the XLA signature compiles for; a larger batch compiles for its own size.
-ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class LanguageModelServingModule(tf.Module):
@@ -200,15 +198,15 @@ class LanguageModelServingModule(tf.Module):
             prompt, max_new_tokens, temperature, top_k, top_p, seed
         )
         batch = tf.shape(lengths)[0]
-        width = _bucket(
+        width = bucket(
             tf.reduce_max(tf.concat([lengths, [1]], axis=0)), PROMPT_BUCKETS, self.context
         )
-        room = _bucket(
+        room = bucket(
             tf.reduce_max(tf.concat([settings[0], [1]], axis=0)), PROMPT_BUCKETS, self.context
         )
         # Rows too come in buckets (copies of the first row fill them; none for no rows): with
         # server-side batching, every batch size would otherwise compile a program of its own.
-        rows = _bucket(batch, ROW_BUCKETS, tf.maximum(batch, ROW_BUCKETS[-1]))
+        rows = bucket(batch, ROW_BUCKETS, tf.maximum(batch, ROW_BUCKETS[-1]))
         input_ids, mask = self._left_padded(ids, lengths, width)
         filled = [
             tf.concat([x, tf.repeat(x[:1], rows - batch, axis=0)], axis=0)
@@ -446,12 +444,6 @@ class LanguageModelServingModule(tf.Module):
             "mask": mask,
             "tokens": tokens,
         }
-
-
-def _bucket(n, buckets, most):
-    """The smallest of `buckets` holding `n`, `most` at most (a scalar tensor)."""
-    buckets = tf.constant(buckets, tf.int32)
-    return tf.minimum(tf.reduce_min(tf.where(buckets >= n, buckets, most)), most)
 
 
 def export_language_model(

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfhf.errors import TfhfError
+from tfhf.generation.generator import PROMPT_BUCKETS
 from tfhf.generation.seq2seq import (
     DecodingSettings,
     decode,
@@ -23,7 +24,7 @@ from tfhf.generation.seq2seq import (
     stream_continue,
     stream_start,
 )
-from tfhf.serving.export import refuse_unless, save_version
+from tfhf.serving.export import ROW_BUCKETS, XLA_TWIN, bucket, refuse_unless, save_version
 from tfhf.serving.warmup import WarmupRequest
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 from tfhf.tokenizers.bpe_targets import BpeTargets
@@ -49,8 +50,9 @@ class TextToTextServingModule(tf.Module):
 
     The signature takes `text` (string [batch]) and the optional controls of `CONTROLS`,
     each holding one value for the whole batch. `min_new_tokens` and
-    `no_repeat_ngram_size` are fixed at export. Only the model's variables are tracked
-    (see `ClassifierServingModule`).
+    `no_repeat_ngram_size` are fixed at export. `generate_xla` takes the same inputs and
+    writes the same text, as one XLA program per shape. Only the model's variables are
+    tracked (see `ClassifierServingModule`).
     """
 
     def __init__(
@@ -98,11 +100,30 @@ class TextToTextServingModule(tf.Module):
             controls = _controls(locals())
             return {output_name: self._generate(text, controls)}
 
-        self.generate = tf.function(
-            generate,
-            input_signature=[tf.TensorSpec([None], tf.string, name="text")]
-            + [tf.TensorSpec([None], dtype, name=name) for name, dtype in CONTROLS],
-        )
+        def generate_xla(
+            text,
+            max_new_tokens=default_values["max_new_tokens"],
+            num_beams=default_values["num_beams"],
+            length_penalty=default_values["length_penalty"],
+            temperature=default_values["temperature"],
+            top_k=default_values["top_k"],
+            top_p=default_values["top_p"],
+            seed=default_values["seed"],
+        ):
+            controls = _controls(locals())
+            return {output_name: self._generate_static(text, controls)}
+
+        signature = [tf.TensorSpec([None], tf.string, name="text")] + [
+            tf.TensorSpec([None], dtype, name=name) for name, dtype in CONTROLS
+        ]
+        self.generate = tf.function(generate, input_signature=signature)
+        # The same decoding as one XLA program per (rows, source, new tokens, beams) bucket:
+        # TF Serving compiles it only with --xla_cpu_compilation_enabled (and fails its
+        # requests without). Greedy decoding and beam search are programs of their own, so a
+        # request compiles only the one it runs.
+        self._compiled_greedy = tf.function(self._static_greedy, jit_compile=True)
+        self._compiled_beams = tf.function(self._static_beams, jit_compile=True)
+        self.generate_xla = tf.function(generate_xla, input_signature=signature)
         self._stream_signatures(default_values, output_name)
 
     def _stream_signatures(self, default_values: dict, output_name: str) -> None:
@@ -300,6 +321,57 @@ class TextToTextServingModule(tf.Module):
         input_ids, mask, settings = self._prepared(text, controls)
         return self.target.detokenize(decode(self.steps, input_ids, mask, settings))
 
+    def _generate_static(self, text, controls):
+        """`_generate` as XLA runs it: the checks and the tokenizers outside, the decoding
+        inside, on sources padded to a length bucket, rows filled to a row bucket (copies
+        of the first) and a cache sized for a bucket of `max_new_tokens`."""
+        input_ids, mask, settings = self._prepared(text, controls)
+        batch, length = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
+        width = bucket(length, PROMPT_BUCKETS, tf.maximum(length, self.source.max_seq_length))
+        room = bucket(settings.max_new_tokens, PROMPT_BUCKETS, self.max_new_tokens_limit)
+        rows = bucket(batch, ROW_BUCKETS, tf.maximum(batch, ROW_BUCKETS[-1]))
+
+        def filled(ids, value):
+            ids = tf.pad(ids, [[0, 0], [0, width - length]], constant_values=value)
+            return tf.concat([ids, tf.repeat(ids[:1], rows - batch, axis=0)], axis=0)
+
+        inputs = (
+            filled(input_ids, self.source.pad_id),
+            filled(mask, 0),
+            tf.zeros([room], tf.int32),  # its shape is the cache's size
+            settings.max_new_tokens,
+            settings.length_penalty,
+            settings.temperature,
+            settings.top_k,
+            settings.top_p,
+            settings.seed,
+        )
+        ids = tf.cond(
+            settings.num_beams > 1,
+            lambda: self._compiled_beams(*inputs, beams=tf.zeros([settings.num_beams], tf.int32)),
+            lambda: self._compiled_greedy(*inputs),
+        )
+        return self.target.detokenize(ids[:batch])
+
+    def _static_settings(self, room, values, beams) -> DecodingSettings:
+        """The settings inside the XLA program: the cache's size and the beams from the
+        shapes of `room` and of the beam count's stand-in, the rest from `values`."""
+        names = ("length_penalty", "temperature", "top_k", "top_p", "seed")
+        return dataclasses.replace(
+            self.fixed,
+            max_new_tokens=tf.shape(room)[0],
+            num_beams=beams,
+            **dict(zip(names, values, strict=True)),
+        )
+
+    def _static_greedy(self, input_ids, mask, room, most, *values):
+        settings = self._static_settings(room, values, 1)
+        return decode(self.steps, input_ids, mask, settings, most=most, beams=False)
+
+    def _static_beams(self, input_ids, mask, room, most, *values, beams):
+        settings = self._static_settings(room, values, tf.shape(beams)[0])
+        return decode(self.steps, input_ids, mask, settings, most=most, beams=True)
+
 
 def _controls(arguments: dict) -> dict:
     """The controls among a signature function's arguments (its `locals()`), by name."""
@@ -331,14 +403,17 @@ def export_text_to_text(
     `num_beams`, `top_k`, `seed` (int32 [1]), `length_penalty`, `temperature`, `top_p`
     (float32 [1]), whose defaults are `defaults` -> `output_name` (string [batch]).
     Temperature 0 decodes greedily (num_beams 1) or by beam search; above 0 it samples.
+    `serving_default_xla`: the same, XLA-compiled (TF Serving: --xla_cpu_compilation_enabled).
     The version carries warmup requests, greedy, beam search and sampled, which TF Serving
-    runs before it answers any client.
+    runs before it answers any client; none for the XLA twin (a TF Serving without XLA fails
+    its requests, so it would fail the load).
     """
     module = TextToTextServingModule(model, source, target, defaults, output_name=output_name)
     return save_version(
         module,
         {
             "serving_default": module.generate,
+            "serving_default" + XLA_TWIN: module.generate_xla,
             "stream_start": module.stream_start,
             "stream_continue": module.stream_continue,
         },

@@ -30,8 +30,8 @@ class Servable:
         outputs, memory bounded by the call rather than by the request); 0 never splits.
       metrics: Where the batchers record batch sizes, or None.
       xla_twins: Answer requests to a signature with its XLA-compiled twin, where the
-        export has one (an lm export's `serving_default_xla`: the same inputs, outputs and
-        text, one compiled program per shape, several times faster).
+        export has one (the `serving_default_xla` of lm, summarize and translate exports:
+        the same inputs, outputs and text, one compiled program per shape, faster).
     """
 
     def __init__(
