@@ -51,7 +51,7 @@ def _run(**overrides) -> dict:
 
 
 def _random_init_copy(pretrained: Path, folder: Path) -> Path:
-    """A randomly initialised BERT with `pretrained`'s config and vocabulary, saved to `folder`."""
+    """A randomly initialised model of `pretrained`'s config and vocabulary, saved to `folder`."""
     import tf_keras
     import transformers
 
@@ -60,7 +60,7 @@ def _random_init_copy(pretrained: Path, folder: Path) -> Path:
     if not (folder / "config.json").exists():
         tf_keras.utils.set_random_seed(0)
         config = transformers.AutoConfig.from_pretrained(pretrained)
-        model = transformers.TFBertForMaskedLM(config)
+        model = transformers.TFAutoModelForMaskedLM.from_config(config)
         model(model.dummy_inputs, training=False)
         tokenizer = transformers.AutoTokenizer.from_pretrained(pretrained)
         save_pretrained_folder(model, tokenizer, folder)

@@ -1,9 +1,10 @@
-"""A masked LM's training forward pass with the output layer at the chosen tokens only gives
-the loss and gradients of the full output layer."""
+"""A masked LM's (BERT's, RoFormer's) training forward pass with the output layer at the
+chosen tokens only gives the loss and gradients of the full output layer."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras
 import transformers
@@ -11,20 +12,25 @@ import transformers
 from tfhf.models.sparse_logits import masked_lm_logits_at_masks
 
 
-def test_the_output_layer_at_masked_tokens_gives_the_full_loss_and_gradients():
+@pytest.mark.parametrize("architecture", ["bert", "roformer"])
+def test_the_output_layer_at_masked_tokens_gives_the_full_loss_and_gradients(architecture):
     tf.keras.utils.set_random_seed(5)
-    model = transformers.TFBertForMaskedLM(
-        transformers.BertConfig(
-            vocab_size=50,
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=8,
-            hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0,
-        )  # fmt: skip
+    sizes = dict(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=8,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
+    if architecture == "bert":
+        model = transformers.TFBertForMaskedLM(transformers.BertConfig(**sizes))
+    else:
+        model = transformers.TFRoFormerForMaskedLM(
+            transformers.RoFormerConfig(embedding_size=16, **sizes)
+        )
     labels = tf.constant([[2, 7, 9, 11, 13, 3], [2, 8, 21, 3, 0, 0]])
     chosen = tf.constant([[0, 1, 0, 0, 1, 0], [0, 0, 1, 0, 0, 0]], tf.float32)
     features = {

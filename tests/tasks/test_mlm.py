@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tfhf.errors import TfhfError
-from tfhf.tasks.mlm import MlmConfig
+from tfhf.tasks.mlm import MlmConfig, new_masked_lm
 from tfhf.tokenizers import wordpiece
 from tfhf.train import run
 from tfhf.training.flops import transformer_training_flops
@@ -70,7 +70,7 @@ def mlm_run(tmp_path_factory):
     return tmp_path, metrics
 
 
-def test_short_mlm_run_learns_and_saves_a_bert(mlm_run):
+def test_short_mlm_run_learns_and_saves_a_roformer(mlm_run):
     from transformers import AutoTokenizer, TFAutoModelForMaskedLM
 
     tmp_path, metrics = mlm_run
@@ -78,7 +78,7 @@ def test_short_mlm_run_learns_and_saves_a_bert(mlm_run):
     assert losses[-1] < losses[0]
     validation = metrics["validation"]
     vocab = metrics["config"]["vocab_size"]
-    # A few steps get BERT to word frequencies, not yet to context: far better than guessing.
+    # A few steps get the model to word frequencies at least: far better than guessing.
     assert validation["perplexity"] < vocab / 4
     assert validation["accuracy"] > 4 / vocab
     assert validation["perplexity"] == pytest.approx(np.exp(validation["loss"]), rel=1e-6)
@@ -86,6 +86,7 @@ def test_short_mlm_run_learns_and_saves_a_bert(mlm_run):
     assert metrics["config"]["whole_word_masking"] is True
     model = TFAutoModelForMaskedLM.from_pretrained(tmp_path / "run" / "model")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
+    assert type(model).__name__ == "TFRoFormerForMaskedLM"  # the default architecture
     assert model.config.max_position_embeddings == 32
     # The output layer is counted at the masked 15% only, as it runs.
     per_token = transformer_training_flops(model.config, context=32, predicted_share=0.15)
@@ -93,6 +94,23 @@ def test_short_mlm_run_learns_and_saves_a_bert(mlm_run):
         metrics["train_tokens_per_second"] * per_token, rel=1e-3
     )
     assert len(tokenizer) == model.config.vocab_size <= 120
+
+
+@pytest.mark.parametrize(
+    "architecture, model_class",
+    [("roformer", "TFRoFormerForMaskedLM"), ("bert", "TFBertForMaskedLM")],
+)
+def test_the_architecture_flag_picks_the_new_model(tmp_path, architecture, model_class):
+    texts = ["unbelievably wonderful filmmaking, unbelievable films"] * 30
+    tokenizer = wordpiece.train_wordpiece(texts, vocab_size=120, folder=tmp_path / "wp")
+    config = mlm_config(tmp_path, tmp_path / "unused.txt", architecture=architecture)
+    model = new_masked_lm(config, tokenizer)
+    assert type(model).__name__ == model_class
+    assert (model.config.hidden_size, model.config.num_hidden_layers) == (32, 1)
+    assert model.config.vocab_size == len(tokenizer)
+    assert model.config.max_position_embeddings == 32
+    # RoFormer's token embeddings are as wide as its hidden states: no projection between.
+    assert getattr(model.config, "embedding_size", 32) == 32
 
 
 def test_classify_from_an_mlm_workdir_keeps_every_encoder_weight(mlm_run, capsys):
@@ -127,6 +145,7 @@ def test_classify_from_an_mlm_workdir_keeps_every_encoder_weight(mlm_run, capsys
         (dict(n_embd=30, n_head=4), r"--n_embd \(30\) must be a multiple of --n_head \(4\)"),
         (dict(max_seq_length=4), "--max_seq_length must be at least 8"),
         (dict(max_seq_length=4096), "shorter than one sequence of 4096"),
+        (dict(architecture="gpt2"), "--architecture must be one of roformer, bert, got 'gpt2'"),
     ],
 )
 def test_bad_mlm_settings_are_refused_before_anything_is_written(tmp_path, overrides, message):

@@ -22,9 +22,11 @@ def at_weighted_positions(hidden, labels, weights):
 
 
 def masked_lm_logits_at_masks(model, features, labels, weights, training):
-    """The training forward pass of a `TFBertForMaskedLM` with its output layer computed
-    at the chosen (masked) tokens only: `(logits [n, vocab], labels [n], weights [n])`."""
-    hidden = model.bert(
+    """The training forward pass of a `TFBertForMaskedLM` (or `TFRoFormerForMaskedLM`, whose
+    parts have the same names) with its output layer computed at the chosen (masked) tokens
+    only: `(logits [n, vocab], labels [n], weights [n])`."""
+    encoder = getattr(model, model.base_model_prefix)  # model.bert, model.roformer
+    hidden = encoder(
         input_ids=features["input_ids"],
         attention_mask=features.get("attention_mask"),
         token_type_ids=features.get("token_type_ids"),

@@ -1,4 +1,5 @@
-"""`--task=mlm`: pretrain a BERT from scratch, or continue pretraining one, as a masked LM."""
+"""`--task=mlm`: pretrain a BERT-style encoder from scratch (RoFormer by default, or BERT),
+or continue pretraining a BERT, as a masked LM."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tfhf.training.evaluation import EvaluateTokensEachEpoch
 from tfhf.training.flops import transformer_training_flops
 
 DEFAULT_CORPUS = "shakespeare+rotten_tomatoes"
+ARCHITECTURES = ("roformer", "bert")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +28,16 @@ class MlmConfig(ScratchModelConfig):
     task: str = "mlm"
     model: str = setting(
         "",
-        "Empty: a new BERT trained from scratch. Or 'minilm-l6' (packaged), a local "
-        "HuggingFace-format BERT folder or a hub id, to continue pretraining it.",
+        "Empty: a new encoder trained from scratch (--architecture). Or 'minilm-l6' "
+        "(packaged), a local HuggingFace-format BERT folder or a hub id, to continue "
+        "pretraining it.",
+    )
+    architecture: str = setting(
+        "roformer",
+        "From scratch: 'roformer' (transformers' RoFormer: a BERT whose attention turns "
+        "queries and keys by their positions, rotary embeddings, instead of adding learned "
+        "positions to the tokens; in short runs it leaves the word-frequency plateau that "
+        "'bert' stays on) or 'bert'.",
     )
     dataset: str = setting(
         DEFAULT_CORPUS,
@@ -53,7 +63,7 @@ class MlmConfig(ScratchModelConfig):
     n_embd: int = 192
     dropout: float = setting(
         0.0,
-        "From scratch: dropout rate of the new BERT (hidden states and attention); a short "
+        "From scratch: dropout rate of the new encoder (hidden states and attention); a short "
         "run learns faster without it.",
     )
     mlm_probability: float = setting(0.15, "Share of tokens (or words) to predict.")
@@ -67,14 +77,20 @@ class MlmConfig(ScratchModelConfig):
             problems.append(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.max_seq_length < 8:
             problems.append(f"--max_seq_length must be at least 8, got {self.max_seq_length}")
+        if self.architecture not in ARCHITECTURES:
+            problems.append(
+                f"--architecture must be one of {', '.join(ARCHITECTURES)}, "
+                f"got '{self.architecture}'"
+            )
         return problems
 
 
-def new_bert(config: MlmConfig, tokenizer):
-    """A randomly initialised `TFBertForMaskedLM` sized by the config's model settings."""
+def new_masked_lm(config: MlmConfig, tokenizer):
+    """A randomly initialised masked LM of `config.architecture` (`TFRoFormerForMaskedLM` or
+    `TFBertForMaskedLM`) sized by the config's model settings."""
     import transformers
 
-    bert_config = transformers.BertConfig(
+    sizes = dict(
         vocab_size=len(tokenizer),
         hidden_size=config.n_embd,
         num_hidden_layers=config.n_layer,
@@ -85,21 +101,27 @@ def new_bert(config: MlmConfig, tokenizer):
         hidden_dropout_prob=config.dropout,
         attention_probs_dropout_prob=config.dropout,
     )
-    model = transformers.TFBertForMaskedLM(bert_config)
+    if config.architecture == "roformer":
+        # Token embeddings as wide as the hidden states: no projection between them.
+        model = transformers.TFRoFormerForMaskedLM(
+            transformers.RoFormerConfig(embedding_size=config.n_embd, **sizes)
+        )
+    else:
+        model = transformers.TFBertForMaskedLM(transformers.BertConfig(**sizes))
     model(model.dummy_inputs, training=False)
     return model
 
 
 @register_task("mlm")
 class MaskedLanguageModelTask(Task):
-    """Masked language modelling: unlabelled text in, a pretrained BERT encoder out (no
+    """Masked language modelling: unlabelled text in, a pretrained encoder out (no
     export: `--task=classify --model=<this workdir>` fine-tunes it).
     """
 
     config_class = MlmConfig
 
     def model_description(self) -> str:
-        return self.config.model or "bert from scratch"
+        return self.config.model or f"{self.config.architecture} from scratch"
 
     def load_inputs(self) -> str:
         config = self.config
@@ -133,7 +155,7 @@ class MaskedLanguageModelTask(Task):
                 self.text.train, vocab_size=config.vocab_size, folder=scratch / "tokenizer"
             )
             with runtime.building():
-                model = new_bert(config, self.tokenizer)
+                model = new_masked_lm(config, self.tokenizer)
         self.train_ids, self.val_ids = corpus.encode_corpus(
             self.tokenizer, self.text, separator_id=self.tokenizer.sep_token_id
         )
