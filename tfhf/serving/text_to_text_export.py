@@ -86,44 +86,34 @@ class TextToTextServingModule(tf.Module):
             name: tf.constant([getattr(defaults, name)], dtype) for name, dtype in CONTROLS
         }
 
-        # A signature takes named arguments; these are the controls in `CONTROLS` order.
-        def generate(
-            text,
-            max_new_tokens=default_values["max_new_tokens"],
-            num_beams=default_values["num_beams"],
-            length_penalty=default_values["length_penalty"],
-            temperature=default_values["temperature"],
-            top_k=default_values["top_k"],
-            top_p=default_values["top_p"],
-            seed=default_values["seed"],
-        ):
-            controls = _controls(locals())
-            return {output_name: self._generate(text, controls)}
-
-        def generate_xla(
-            text,
-            max_new_tokens=default_values["max_new_tokens"],
-            num_beams=default_values["num_beams"],
-            length_penalty=default_values["length_penalty"],
-            temperature=default_values["temperature"],
-            top_k=default_values["top_k"],
-            top_p=default_values["top_p"],
-            seed=default_values["seed"],
-        ):
-            controls = _controls(locals())
-            return {output_name: self._generate_static(text, controls)}
-
         signature = [tf.TensorSpec([None], tf.string, name="text")] + [
             tf.TensorSpec([None], dtype, name=name) for name, dtype in CONTROLS
         ]
-        self.generate = tf.function(generate, input_signature=signature)
+
+        def text_to_text(decode):
+            # A signature takes named arguments; these are the controls in `CONTROLS` order.
+            def generate(
+                text,
+                max_new_tokens=default_values["max_new_tokens"],
+                num_beams=default_values["num_beams"],
+                length_penalty=default_values["length_penalty"],
+                temperature=default_values["temperature"],
+                top_k=default_values["top_k"],
+                top_p=default_values["top_p"],
+                seed=default_values["seed"],
+            ):
+                return {output_name: decode(text, _controls(locals()))}
+
+            return tf.function(generate, input_signature=signature)
+
+        self.generate = text_to_text(self._generate)
         # The same decoding as one XLA program per (rows, source, new tokens, beams) bucket:
         # TF Serving compiles it only with --xla_cpu_compilation_enabled (and fails its
         # requests without). Greedy decoding and beam search are programs of their own, so a
         # request compiles only the one it runs.
         self._compiled_greedy = tf.function(self._static_greedy, jit_compile=True)
         self._compiled_beams = tf.function(self._static_beams, jit_compile=True)
-        self.generate_xla = tf.function(generate_xla, input_signature=signature)
+        self.generate_xla = text_to_text(self._generate_static)
         self._stream_signatures(default_values, output_name)
 
     def _stream_signatures(self, default_values: dict, output_name: str) -> None:
