@@ -78,8 +78,8 @@ _ROWS_PER_CALL = flags.DEFINE_integer(
 _XLA_TWINS = flags.DEFINE_boolean(
     "xla_signatures",
     True,
-    "Answer a signature with its XLA-compiled twin where an export has one (an lm "
-    "export's serving_default_xla: the same text, several times faster); "
+    "Answer a signature with its XLA-compiled twin where an export has one (the "
+    "serving_default_xla of lm, summarize and translate exports: the same text, faster); "
     "--noxla_signatures runs the plain graph, as TF Serving without "
     "--xla_cpu_compilation_enabled does.",
 )

@@ -73,9 +73,9 @@ class ClassifierServingModule(tf.Module):
 # The suffix of a signature that is another's XLA-compiled twin: the same inputs, outputs and
 # results, compiled where the server compiles XLA (TF Serving: --xla_cpu_compilation_enabled).
 XLA_TWIN = "_xla"
-# Batch sizes an XLA twin compiles for (copies of the first row fill a batch up: with
-# server-side batching every batch size would otherwise compile a program of its own); a
-# larger batch compiles for its own size.
+# Batch sizes an XLA twin compiles for (`filled_to_row_bucket`: with server-side batching
+# every batch size would otherwise compile a program of its own); a larger batch compiles
+# for its own size.
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -83,6 +83,14 @@ def bucket(n, buckets, most):
     """The smallest of `buckets` holding `n`, `most` at most (a scalar tensor)."""
     buckets = tf.constant(buckets, tf.int32)
     return tf.minimum(tf.reduce_min(tf.where(buckets >= n, buckets, most)), most)
+
+
+def filled_to_row_bucket(tensors):
+    """`tensors` (the same rows each) with rows appended, copies of the first, up to the
+    row bucket of their row count (none for no rows)."""
+    batch = tf.shape(tensors[0])[0]
+    rows = bucket(batch, ROW_BUCKETS, tf.maximum(batch, ROW_BUCKETS[-1]))
+    return [tf.concat([t, tf.repeat(t[:1], rows - batch, axis=0)], axis=0) for t in tensors]
 
 
 def read_signature_defs(version_dir: Path) -> dict:

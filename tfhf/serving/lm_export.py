@@ -17,7 +17,13 @@ import tensorflow as tf
 from tfhf.errors import TfhfError
 from tfhf.generation.generator import PROMPT_BUCKETS
 from tfhf.generation.sampling import filter_scores, gumbel_choice, hashed_uniform
-from tfhf.serving.export import ROW_BUCKETS, XLA_TWIN, bucket, refuse_unless, save_version
+from tfhf.serving.export import (
+    XLA_TWIN,
+    bucket,
+    filled_to_row_bucket,
+    refuse_unless,
+    save_version,
+)
 from tfhf.serving.warmup import WarmupRequest
 from tfhf.tokenizers.byte_level_bpe import ByteLevelBPE
 from tfhf.tracing import unconverted
@@ -204,14 +210,8 @@ class LanguageModelServingModule(tf.Module):
         room = bucket(
             tf.reduce_max(tf.concat([settings[0], [1]], axis=0)), PROMPT_BUCKETS, self.context
         )
-        # Rows too come in buckets (copies of the first row fill them; none for no rows): with
-        # server-side batching, every batch size would otherwise compile a program of its own.
-        rows = bucket(batch, ROW_BUCKETS, tf.maximum(batch, ROW_BUCKETS[-1]))
         input_ids, mask = self._left_padded(ids, lengths, width)
-        filled = [
-            tf.concat([x, tf.repeat(x[:1], rows - batch, axis=0)], axis=0)
-            for x in (input_ids, mask, *settings)
-        ]
+        filled = filled_to_row_bucket([input_ids, mask, *settings])
         tokens = self._compiled_decode(*filled[:2], tf.zeros([room], tf.int32), *filled[2:])
         return self._text(tokens[:batch], settings[0])
 

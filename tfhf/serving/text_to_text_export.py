@@ -24,7 +24,13 @@ from tfhf.generation.seq2seq import (
     stream_continue,
     stream_start,
 )
-from tfhf.serving.export import ROW_BUCKETS, XLA_TWIN, bucket, refuse_unless, save_version
+from tfhf.serving.export import (
+    XLA_TWIN,
+    bucket,
+    filled_to_row_bucket,
+    refuse_unless,
+    save_version,
+)
 from tfhf.serving.warmup import WarmupRequest
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 from tfhf.tokenizers.bpe_targets import BpeTargets
@@ -319,22 +325,17 @@ class TextToTextServingModule(tf.Module):
         batch, length = tf.shape(input_ids)[0], tf.shape(input_ids)[1]
         width = bucket(length, PROMPT_BUCKETS, tf.maximum(length, self.source.max_seq_length))
         room = bucket(settings.max_new_tokens, PROMPT_BUCKETS, self.max_new_tokens_limit)
-        rows = bucket(batch, ROW_BUCKETS, tf.maximum(batch, ROW_BUCKETS[-1]))
-
-        def filled(ids, value):
-            ids = tf.pad(ids, [[0, 0], [0, width - length]], constant_values=value)
-            return tf.concat([ids, tf.repeat(ids[:1], rows - batch, axis=0)], axis=0)
-
+        padding = [[0, 0], [0, width - length]]
         inputs = (
-            filled(input_ids, self.source.pad_id),
-            filled(mask, 0),
+            *filled_to_row_bucket(
+                [
+                    tf.pad(input_ids, padding, constant_values=self.source.pad_id),
+                    tf.pad(mask, padding),
+                ]
+            ),
             tf.zeros([room], tf.int32),  # its shape is the cache's size
             settings.max_new_tokens,
-            settings.length_penalty,
-            settings.temperature,
-            settings.top_k,
-            settings.top_p,
-            settings.seed,
+            *(getattr(settings, name) for name in _STATIC_VALUES),
         )
         ids = tf.cond(
             settings.num_beams > 1,
@@ -346,12 +347,11 @@ class TextToTextServingModule(tf.Module):
     def _static_settings(self, room, values, beams) -> DecodingSettings:
         """The settings inside the XLA program: the cache's size and the beams from the
         shapes of `room` and of the beam count's stand-in, the rest from `values`."""
-        names = ("length_penalty", "temperature", "top_k", "top_p", "seed")
         return dataclasses.replace(
             self.fixed,
             max_new_tokens=tf.shape(room)[0],
             num_beams=beams,
-            **dict(zip(names, values, strict=True)),
+            **dict(zip(_STATIC_VALUES, values, strict=True)),
         )
 
     def _static_greedy(self, input_ids, mask, room, most, *values):
@@ -361,6 +361,10 @@ class TextToTextServingModule(tf.Module):
     def _static_beams(self, input_ids, mask, room, most, *values, beams):
         settings = self._static_settings(room, values, tf.shape(beams)[0])
         return decode(self.steps, input_ids, mask, settings, most=most, beams=True)
+
+
+# The controls the XLA programs take as values (the others set their shapes), in their order.
+_STATIC_VALUES = ("length_penalty", "temperature", "top_k", "top_p", "seed")
 
 
 def _controls(arguments: dict) -> dict:
