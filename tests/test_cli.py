@@ -48,7 +48,7 @@ def test_predict_agrees_between_workdir_and_export(cli_run, tmp_path):
     outputs = []
     for model_dir in (tmp / "run", tmp / "export" / "1", tmp / "export"):
         proc = run_module(
-            "tfhf.predict", f"--model_dir={model_dir}", f"--input_file={texts}", "--text=superb fun"
+            "tfhf.predict", f"--model={model_dir}", f"--input_file={texts}", "--text=superb fun"
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         rows = [line.split("\t") for line in proc.stdout.strip().splitlines()]
@@ -95,11 +95,9 @@ def test_train_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 
 
 def test_predict_cli_refuses_a_folder_that_is_no_model(tmp_path):
-    proc = run_module("tfhf.predict", f"--model_dir={tmp_path}", "--text=hello")
+    proc = run_module("tfhf.predict", f"--model={tmp_path}", "--text=hello")
     assert proc.returncode == 2
-    assert (
-        proc.stderr.strip().splitlines()[-1].startswith(f"error: --model_dir {tmp_path}: neither")
-    )
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: --model {tmp_path}: neither")
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +137,10 @@ def test_lm_cli_trains_and_generate_repeats_itself_for_a_seed(lm_cli_run):
     assert validation["perplexity"] == pytest.approx(math.exp(validation["loss"]), rel=1e-6)
     args = [
         "tfhf.generate",
-        f"--model_dir={tmp / 'run'}",
-        "--prompt=ROMEO.",
-        "--prompt=O Romeo, Romeo",
-        "--decoding=sample",
+        f"--model={tmp / 'run'}",
+        "--text=ROMEO.",
+        "--text=O Romeo, Romeo",
+        "--temperature=1.0",
         "--top_k=20",
         "--seed=9",
         "--max_new_tokens=12",
@@ -164,8 +162,8 @@ def test_lm_cli_export_continues_prompts_as_generate_does(lm_cli_run):
     prompts = ["ROMEO.", "O Romeo, Romeo", "JULIET.\nO"]
     greedy = run_module(
         "tfhf.generate",
-        f"--model_dir={tmp / 'run'}",
-        *[f"--prompt={p}" for p in prompts],
+        f"--model={tmp / 'run'}",
+        *[f"--text={p}" for p in prompts],
         "--max_new_tokens=12",
     )
     assert greedy.returncode == 0, greedy.stderr[-3000:]
@@ -185,7 +183,7 @@ def test_lm_cli_export_continues_prompts_as_generate_does(lm_cli_run):
 def test_generate_cli_refuses_an_overlong_request(lm_cli_run):
     tmp, _ = lm_cli_run
     proc = run_module(
-        "tfhf.generate", f"--model_dir={tmp / 'run'}", "--prompt=ROMEO.", "--max_new_tokens=200"
+        "tfhf.generate", f"--model={tmp / 'run'}", "--text=ROMEO.", "--max_new_tokens=200"
     )
     assert proc.returncode == 2
     assert "exceeds the model's context of 32" in proc.stderr.strip().splitlines()[-1]
@@ -210,10 +208,10 @@ def test_mlm_cli_pretrains_fills_masks_and_hands_its_encoder_to_classify(tiny_da
     assert "masking 15% of words" in mlm.stdout and "epoch 2/2 done" in mlm.stdout
     fill = run_module(
         "tfhf.predict",
-        f"--model_dir={tmp_path / 'mlm'}",
+        f"--model={tmp_path / 'mlm'}",
         "--text=the film was [MASK] !",
         "--text=a [MASK] and [MASK] story",
-        "--top_k=3",
+        "--num_fillers=3",
     )
     assert fill.returncode == 0, fill.stderr[-3000:]
     lines = fill.stdout.splitlines()
@@ -221,7 +219,7 @@ def test_mlm_cli_pretrains_fills_masks_and_hands_its_encoder_to_classify(tiny_da
     assert [line.split(":")[0] for line in shown] == ["  [MASK] 1", "  [MASK] 1", "  [MASK] 2"]
     probabilities = [float(v) for v in shown[0].split(":")[1].split()[1::2]]
     assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
-    no_mask = run_module("tfhf.predict", f"--model_dir={tmp_path / 'mlm'}", "--text=no mask")
+    no_mask = run_module("tfhf.predict", f"--model={tmp_path / 'mlm'}", "--text=no mask")
     assert no_mask.returncode == 2 and "nothing to fill in" in no_mask.stderr
     classify = run_module(
         "tfhf.train",
@@ -274,13 +272,11 @@ def test_translate_cli_trains_then_generate_and_the_export_agree(tiny_model_dir,
     assert "greedy BLEU" in train.stdout and "beam BLEU" in train.stdout
     inputs = tmp_path / "texts.txt"
     inputs.write_text("\n".join(t for t, _ in rows[:5]) + "\n")
-    generated = run_module(
-        "tfhf.generate", f"--model_dir={tmp_path / 'run'}", f"--input_file={inputs}"
-    )
+    generated = run_module("tfhf.generate", f"--model={tmp_path / 'run'}", f"--input_file={inputs}")
     # The export, by default under savedmodels/translate.
     predicted = run_module(
         "tfhf.predict",
-        f"--model_dir={tmp_path / 'savedmodels' / 'translate'}",
+        f"--model={tmp_path / 'savedmodels' / 'translate'}",
         f"--input_file={inputs}",
     )
     for proc in (generated, predicted):
@@ -289,6 +285,6 @@ def test_translate_cli_trains_then_generate_and_the_export_agree(tiny_model_dir,
     assert generated.stdout == predicted.stdout
     assert len(generated.stdout.splitlines()) == 5
     refused = run_module(
-        "tfhf.generate", f"--model_dir={tmp_path / 'run'}", "--prompt=x", "--num_return_sequences=2"
+        "tfhf.generate", f"--model={tmp_path / 'run'}", "--text=x", "--num_return_sequences=2"
     )
     assert refused.returncode == 2 and "one summary or translation per text" in refused.stderr

@@ -25,30 +25,50 @@ from pathlib import Path
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 MIXED_PRECISION = ("none", "fp16", "bf16")
+# The one default seed: training, sampling in tfhf.generate and the exports' `seed` input.
+DEFAULT_SEED = 42
+
+# What a setting is about, in the order `--helpshort` and the reference list them. A task's
+# own setting declared without a group is listed under "task".
+GROUPS = ("run", "data", "model", "optimisation", "scale", "evaluation", "export", "task")
 
 
-def setting(default, help: str, *, choices: tuple[str, ...] = ()):  # noqa: A002
-    """A config field with its help text (and allowed values), from which a flag is made."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def setting(default, help: str, *, group: str = "task", choices: tuple[str, ...] = ()):  # noqa: A002
+    """A config field with its help text, its group (one of `GROUPS`) and its allowed values,
+    from which a flag is made."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown setting group '{group}' (groups: {', '.join(GROUPS)})")
+    return dataclasses.field(
+        default=default, metadata={"help": help, "group": group, "choices": choices}
+    )
+
+
+def _declared(config_class: type, name: str, key: str):
+    """`key` of setting `name`'s metadata from the nearest class that declares it, so that a
+    task restating only a default keeps the common help and group."""
+    for cls in config_class.__mro__:
+        field = getattr(cls, "__dataclass_fields__", {}).get(name)
+        if field is not None and key in field.metadata:
+            return field.metadata[key]
+    raise KeyError(f"setting '{name}' of {config_class.__name__} has no {key}")
 
 
 def help_of(config_class: type, name: str) -> str:
-    """The help text of setting `name`: from the nearest class that declares it with one, so
-    that a task restating only a default keeps the common help."""
-    for cls in config_class.__mro__:
-        field = getattr(cls, "__dataclass_fields__", {}).get(name)
-        if field is not None and "help" in field.metadata:
-            return field.metadata["help"]
-    raise KeyError(f"setting '{name}' of {config_class.__name__} has no help text")
+    """The help text of setting `name`."""
+    return _declared(config_class, name, "help")
+
+
+def group_of(config_class: type, name: str) -> str:
+    """The group (one of `GROUPS`) setting `name` is listed under."""
+    return _declared(config_class, name, "group")
 
 
 def choices_of(config_class: type, name: str) -> tuple[str, ...]:
     """The values setting `name` allows (empty: any value of its type)."""
-    for cls in config_class.__mro__:
-        field = getattr(cls, "__dataclass_fields__", {}).get(name)
-        if field is not None and "choices" in field.metadata:
-            return field.metadata["choices"]
-    return ()
+    try:
+        return _declared(config_class, name, "choices")
+    except KeyError:
+        return ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,54 +79,73 @@ class TrainConfig:
     reads back into the same config.
     """
 
-    task: str = setting("", "What to train.")
+    task: str = setting("", "What to train.", group="run")
     model: str = setting(
         "",
         "The model to start from: a local HuggingFace-format folder "
         "(a tfhf workdir works too) or a hub id.",
+        group="model",
     )
-    dataset: str = setting("", "Data to train on when --train_file is not given.")
-    train_file: str = setting("", "Training data: .csv, .tsv, .jsonl (or .txt for text).")
-    validation_file: str = setting("", "Validation data; split off the training data if unset.")
+    dataset: str = setting("", "Data to train on when --train_file is not given.", group="data")
+    train_file: str = setting(
+        "", "Training data: .csv, .tsv, .jsonl (or .txt for text).", group="data"
+    )
+    validation_file: str = setting(
+        "", "Validation data; split off the training data if unset.", group="data"
+    )
     batch_size: int = setting(
-        32, "Examples per training step: the global batch, shared out among the replicas."
+        32,
+        "Examples per training step: the global batch, shared out among the replicas.",
+        group="optimisation",
     )
-    epochs: int = setting(1, "Passes over the training data.")
+    epochs: int = setting(1, "Passes over the training data.", group="optimisation")
     max_steps_per_epoch: int = setting(
-        0, "Cap on steps per epoch, for quick runs; 0 means a whole epoch."
+        0, "Cap on steps per epoch, for quick runs; 0 means a whole epoch.", group="optimisation"
     )
-    learning_rate: float = setting(1e-4, "Peak AdamW learning rate.")
-    warmup_ratio: float = setting(0.1, "Fraction of steps with a linearly rising learning rate.")
-    weight_decay: float = setting(0.01, "AdamW decoupled weight decay.")
-    seed: int = setting(42, "Seed for initialisation, shuffling and splits.")
-    workdir: str = setting("", "Run folder; default runs/<task>.")
+    learning_rate: float = setting(1e-4, "Peak AdamW learning rate.", group="optimisation")
+    warmup_ratio: float = setting(
+        0.1, "Fraction of steps with a linearly rising learning rate.", group="optimisation"
+    )
+    weight_decay: float = setting(0.01, "AdamW decoupled weight decay.", group="optimisation")
+    seed: int = setting(
+        DEFAULT_SEED, "Seed for initialisation, shuffling, splits and sampling.", group="run"
+    )
+    workdir: str = setting("", "Run folder; default runs/<task>.", group="run")
     # Scale: where and how fast the training step runs, and how a run survives a crash.
     strategy: str = setting(
         "auto",
         "tf.distribute strategy. auto: a TPU if one answers, MirroredStrategy over several "
         "GPUs, else the default. multi_worker reads the cluster from TF_CONFIG.",
         choices=STRATEGIES,
+        group="scale",
     )
-    tpu: str = setting("", "TPU name or grpc:// address; empty: Colab's local TPU.")
+    tpu: str = setting("", "TPU name or grpc:// address; empty: Colab's local TPU.", group="scale")
     mixed_precision: str = setting(
         "none",
         "Compute in float16 (with loss scaling) or bfloat16; weights stay float32. TPUs use bf16.",
         choices=MIXED_PRECISION,
+        group="scale",
     )
-    jit_compile: bool = setting(False, "XLA-compile the training step.")
+    jit_compile: bool = setting(False, "XLA-compile the training step.", group="scale")
     steps_per_execution: int = setting(
-        1, "Training steps per call into the compiled function (fewer host round trips)."
+        1,
+        "Training steps per call into the compiled function (fewer host round trips).",
+        group="scale",
     )
     grad_accum_steps: int = setting(
         1,
         "Split each batch into this many micro-batches and sum their gradients: the same "
         "update as the whole batch, with a micro-batch's memory.",
+        group="scale",
     )
-    clip_norm: float = setting(0.0, "Clip gradients to this global norm; 0 means no clipping.")
+    clip_norm: float = setting(
+        0.0, "Clip gradients to this global norm; 0 means no clipping.", group="optimisation"
+    )
     checkpoint_every_steps: int = setting(
         100,
         "Checkpoint every N steps (and at each epoch end) in <workdir>/checkpoints; rerunning "
         "the same command resumes from it. 0: epoch ends only.",
+        group="scale",
     )
 
     def resolved(self) -> TrainConfig:
@@ -168,9 +207,11 @@ class TrainConfig:
 class ExportConfig(TrainConfig):
     """The settings of a task that exports a SavedModel for TF Serving."""
 
-    export_dir: str = setting("", "SavedModel root (versions inside); default savedmodels/<task>.")
+    export_dir: str = setting(
+        "", "SavedModel root (versions inside); default savedmodels/<task>.", group="export"
+    )
     export: bool = setting(
-        True, "Export a SavedModel after training (--noexport: the workdir only)."
+        True, "Export a SavedModel after training (--noexport: the workdir only).", group="export"
     )
 
     def resolved(self) -> ExportConfig:
@@ -183,10 +224,10 @@ class ExportConfig(TrainConfig):
 class ScratchModelConfig(TrainConfig):
     """The settings that size a transformer trained from scratch (when --model is empty)."""
 
-    vocab_size: int = setting(4096, "From scratch: the tokenizer's vocabulary size.")
-    n_layer: int = setting(4, "From scratch: transformer layers.")
-    n_head: int = setting(4, "From scratch: attention heads.")
-    n_embd: int = setting(256, "From scratch: hidden size.")
+    vocab_size: int = setting(4096, "From scratch: the tokenizer's vocabulary size.", group="model")
+    n_layer: int = setting(4, "From scratch: transformer layers.", group="model")
+    n_head: int = setting(4, "From scratch: attention heads.", group="model")
+    n_embd: int = setting(256, "From scratch: hidden size.", group="model")
 
     def problems(self) -> list[str]:
         problems = super().problems()

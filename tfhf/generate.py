@@ -1,134 +1,154 @@
-"""python -m tfhf.generate: continue prompts with a trained language model, or write the
-summary or translation of each text with a summarize or translate model, XLA-compiled.
+"""python -m tfhf.generate: continue prompts with a language model, or write the summary or
+translation of each text with a summarize or translate model, XLA-compiled.
 
-For a text-to-text model (summarize, translate) the decoding settings not given are the ones
-its run was evaluated with (beam search, no repeated n-grams); one output per text is
-printed, a line each.
+Decoding follows the exports' controls: `--temperature` 0 decodes greedily, or by beam
+search with `--num_beams` above 1; above 0 it samples (`--top_k`, `--top_p`, `--seed`).
+Settings not given are the model's: for an lm, greedy decoding of 64 new tokens at most
+(what its export does by default); for a summarize or translate model, the decoding its
+run's test split was scored with. One output per text is printed (an lm's prompt and
+continuation, then a blank line).
 
 Examples:
-  python -m tfhf.generate --model_dir=runs/lm --prompt="ROMEO." --max_new_tokens=80
-  python -m tfhf.generate --model_dir=runs/lm --prompt="KING." --decoding=sample --top_k=40 --seed=3
-  python -m tfhf.generate --model_dir=runs/summarize --input_file=descriptions.txt --num_beams=6
-  python -m tfhf.generate --model_dir=runs/translate --prompt="Insert Page Break" --num_beams=1
+  python -m tfhf.generate --model=runs/lm --text="ROMEO." --max_new_tokens=80
+  python -m tfhf.generate --model=runs/lm --text="KING." --temperature=0.8 --top_k=40 --seed=3
+  python -m tfhf.generate --model=runs/summarize --input_file=descriptions.txt --num_beams=6
+  python -m tfhf.generate --model=runs/translate --text="Insert Page Break" --num_beams=1
 """
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags, logging
+from absl import flags
 
 import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from tfhf.cli import Deprecated, EntryPoint, inverted, renamed
 from tfhf.errors import TfhfError
-from tfhf.generation.generator import DECODINGS, GenerationSettings
 
-_DEFAULTS = GenerationSettings()
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "A tfhf lm workdir or a HuggingFace folder.")
-_PROMPT = flags.DEFINE_multi_string("prompt", [], "A prompt to continue; repeatable.")
-_INPUT_FILE = flags.DEFINE_string("input_file", "", "Prompts, one per line.")
-_MAX_NEW = flags.DEFINE_integer("max_new_tokens", _DEFAULTS.max_new_tokens, "Tokens to add.")
-# A plain string, not an enum flag, so a bad value gets tfhf's one-line error.
-_DECODING = flags.DEFINE_string("decoding", _DEFAULTS.decoding, "|".join(DECODINGS))
-_TEMPERATURE = flags.DEFINE_float("temperature", _DEFAULTS.temperature, "Sampling temperature.")
-_TOP_K = flags.DEFINE_integer("top_k", _DEFAULTS.top_k, "Sample from the k likeliest (0: all).")
-_TOP_P = flags.DEFINE_float("top_p", _DEFAULTS.top_p, "Nucleus sampling mass (1.0: off).")
-_NUM_BEAMS = flags.DEFINE_integer("num_beams", _DEFAULTS.num_beams, "Beam width.")
-_NUM_RETURN = flags.DEFINE_integer(
-    "num_return_sequences", _DEFAULTS.num_return_sequences, "Continuations per prompt."
+_THE_MODELS = "unset: the model's"
+
+_MODEL = flags.DEFINE_string(
+    "model",
+    None,
+    "A tfhf lm, summarize or translate workdir or export, a HuggingFace GPT-2 folder, or a "
+    "hub id (required).",
 )
-_SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed, "Sampling seed.")
+_JIT_COMPILE = flags.DEFINE_bool(
+    "jit_compile", True, "Decode with XLA (--nojit_compile: a plain graph, slow; to compare)."
+)
+_TEXT = flags.DEFINE_multi_string("text", [], "A prompt, or a text to summarize or translate.")
+_INPUT_FILE = flags.DEFINE_string(
+    "input_file", "", "Texts: .txt (one per line), or .csv/.tsv/.jsonl with --text_column."
+)
+_TEXT_COLUMN = flags.DEFINE_string("text_column", "text", "Text column of --input_file.")
+_MAX_NEW = flags.DEFINE_integer(
+    "max_new_tokens", None, f"Most tokens to add ({_THE_MODELS}: an lm's 64, else its run's)."
+)
+_TEMPERATURE = flags.DEFINE_float(
+    "temperature", None, f"0: greedy or beam search; above 0: sampling ({_THE_MODELS})."
+)
+_TOP_K = flags.DEFINE_integer(
+    "top_k", None, f"Sampling: draw from the k likeliest tokens; 0: all ({_THE_MODELS})."
+)
+_TOP_P = flags.DEFINE_float(
+    "top_p", None, f"Sampling: nucleus probability mass; 1.0: off ({_THE_MODELS})."
+)
+_SEED = flags.DEFINE_integer(
+    "seed", None, f"Sampling seed: the same seed, the same text ({_THE_MODELS}, 42)."
+)
+_NUM_BEAMS = flags.DEFINE_integer(
+    "num_beams", None, f"Beam width; 1: no beam search ({_THE_MODELS})."
+)
+_NUM_RETURN = flags.DEFINE_integer(
+    "num_return_sequences", 1, "lm, sampling or beam search: continuations per prompt."
+)
 _LENGTH_PENALTY = flags.DEFINE_float(
-    "length_penalty", 1.0, "Text-to-text models, beam search: > 0 favours longer outputs."
+    "length_penalty",
+    None,
+    f"Summarize and translate, beam search: > 0 favours longer outputs ({_THE_MODELS}).",
 )
 _MIN_NEW = flags.DEFINE_integer(
-    "min_new_tokens", 0, "Text-to-text models: the end token is blocked before this many tokens."
+    "min_new_tokens",
+    None,
+    f"Summarize and translate: the end token is blocked before this many ({_THE_MODELS}).",
 )
 _NO_REPEAT = flags.DEFINE_integer(
-    "no_repeat_ngram_size", 0, "Text-to-text models: no n-gram of this size repeats (0: off)."
+    "no_repeat_ngram_size",
+    None,
+    f"Summarize and translate: no n-gram of this size repeats; 0: off ({_THE_MODELS}).",
 )
-_SEQ2SEQ_ONLY = ("length_penalty", "min_new_tokens", "no_repeat_ngram_size")
-_NO_XLA = flags.DEFINE_bool("eager", False, "Run without XLA (slow; for comparison).")
+_SEQ2SEQ_ONLY = (_LENGTH_PENALTY, _MIN_NEW, _NO_REPEAT)
+_DECODING = (_MAX_NEW, _TEMPERATURE, _TOP_K, _TOP_P, _SEED, _NUM_BEAMS, *_SEQ2SEQ_ONLY)
+
+
+def _decoding_was(value: str) -> list[str]:
+    """What the old `--decoding` stands for, in today's flags."""
+    # The old defaults: sampling at temperature 1, beam search with 4 beams.
+    return {
+        "greedy": ["--temperature=0", "--num_beams=1"],
+        "sample": ["--temperature=1.0", "--num_beams=1"],
+        "beam": ["--temperature=0", "--num_beams=4"],
+    }.get(value) or _unknown_decoding(value)
+
+
+def _unknown_decoding(value: str):
+    raise TfhfError(f"unknown --decoding '{value}' (greedy, sample or beam)")
+
+
+ENTRY_POINT = EntryPoint(
+    program="tfhf.generate",
+    doc=__doc__,
+    groups=(
+        ("model", ("model", "jit_compile")),
+        ("input", ("text", "input_file", "text_column")),
+        ("decoding", (*(flag.name for flag in _DECODING), "num_return_sequences")),
+    ),
+    deprecated=(
+        renamed("model_dir", "model"),
+        renamed("prompt", "text"),
+        inverted("eager", "jit_compile"),
+        Deprecated(
+            "decoding",
+            "--temperature (0: greedy, above 0: sampling) and --num_beams (above 1: beam search)",
+            boolean=False,
+            replace=_decoding_was,
+            first=True,
+        ),
+    ),
+)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from absl import logging
+
+    from tfhf import api
+
     logging.set_verbosity(logging.WARNING)
-    try:
-        from pathlib import Path
-
-        from tfhf.generation.generator import Generator
-        from tfhf.models.loading import load_causal_lm, resolve_model
-        from tfhf.models.model_folder import is_text_to_text_folder
-        from tfhf.tokenizers.bpe import load_bpe
-
-        if not _MODEL_DIR.value:
-            raise TfhfError("--model_dir is required")
-        prompts = list(_PROMPT.value)
-        if _INPUT_FILE.value:
-            path = Path(_INPUT_FILE.value)
-            if not path.is_file():
-                raise TfhfError(f"{path}: file not found")
-            prompts += [line for line in path.read_text(encoding="utf-8").splitlines() if line]
-        if not prompts:
-            raise TfhfError("nothing to generate: give --prompt (repeatable) or --input_file")
-        folder = resolve_model(_MODEL_DIR.value)
-        if is_text_to_text_folder(folder):
-            _text_to_text(folder, prompts)
-            return
-        given = [name for name in _SEQ2SEQ_ONLY if flags.FLAGS[name].present]
+    if not _MODEL.value:
+        raise TfhfError("--model is required")
+    texts = api.read_inputs(_TEXT.value, _INPUT_FILE.value, _TEXT_COLUMN.value, "generate")
+    model = api.load(_MODEL.value, jit_compile=_JIT_COMPILE.value)
+    controls = {flag.name: flag.value for flag in _DECODING if flag.value is not None}
+    if isinstance(model, api.LanguageModel):
+        given = [flag.name for flag in _SEQ2SEQ_ONLY if flag.value is not None]
         if given:
             raise TfhfError(f"--{given[0]} applies to summarize and translate models only")
-        settings = GenerationSettings(
-            max_new_tokens=_MAX_NEW.value,
-            decoding=_DECODING.value,
-            temperature=_TEMPERATURE.value,
-            top_k=_TOP_K.value,
-            top_p=_TOP_P.value,
-            num_beams=_NUM_BEAMS.value,
-            num_return_sequences=_NUM_RETURN.value,
-            seed=_SEED.value,
+        outputs = model.generate(texts, num_return_sequences=_NUM_RETURN.value, **controls)
+        for text, continuations in zip(texts, outputs, strict=True):
+            for continuation in [continuations] if _NUM_RETURN.value == 1 else continuations:
+                print(f"{text}{continuation}\n", flush=True)
+        return
+    if not isinstance(model, api.TextToTextModel):
+        raise TfhfError(
+            f"--model {_MODEL.value}: a {model.task} model; tfhf.generate takes lm, summarize "
+            "and translate models (tfhf.predict takes every kind)"
         )
-        settings.check()
-        generator = Generator(
-            load_causal_lm(folder), load_bpe(folder), jit_compile=not _NO_XLA.value
-        )
-        for prompt, continuations in zip(prompts, generator(prompts, settings), strict=True):
-            for text in continuations:
-                print(f"{prompt}{text}\n", flush=True)
-    except TfhfError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-def _text_to_text(folder, texts: list[str]) -> None:
-    """Prints the summary or translation of each text, with the settings the model was
-    evaluated with for those the command line leaves out."""
-    from tfhf.generation.seq2seq import DecodingSettings, TextToText
-    from tfhf.models.model_folder import load_text_to_text_folder
-
-    model, source, target, saved = load_text_to_text_folder(folder)
     if _NUM_RETURN.value != 1:
         raise TfhfError(
             "summarize and translate models write one summary or translation per text: "
             "--num_return_sequences=1"
         )
-    if _DECODING.value not in DECODINGS:
-        raise TfhfError(f"unknown decoding '{_DECODING.value}' (use {', '.join(DECODINGS)})")
-    values = {**saved["decoding"], "max_new_tokens": saved["max_target_length"]}
-    for name in ("max_new_tokens", "seed", *_SEQ2SEQ_ONLY):
-        if flags.FLAGS[name].present:
-            values[name] = flags.FLAGS[name].value
-    if flags.FLAGS["decoding"].present or flags.FLAGS["num_beams"].present:
-        decoding = _DECODING.value if flags.FLAGS["decoding"].present else "beam"
-        values["num_beams"] = _NUM_BEAMS.value if decoding == "beam" else 1
-        values["temperature"] = _TEMPERATURE.value if decoding == "sample" else 0.0
-        values.update(top_k=_TOP_K.value, top_p=_TOP_P.value)
-    settings = DecodingSettings(**values)
-    outputs = TextToText(model, source, target, jit_compile=not _NO_XLA.value)(texts, settings)
-    for output in outputs:
+    for output in model.generate(texts, **controls):
         print(output, flush=True)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    ENTRY_POINT.run(main)

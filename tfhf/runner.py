@@ -24,7 +24,9 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import tensorflow as tf
 import tf_keras
@@ -77,9 +79,30 @@ def steps_per_epoch(examples: int, batch_size: int, *, whole_batches: bool, cap:
     return min(steps, cap) if cap else steps
 
 
-def run(task) -> dict:
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a finished run leaves.
+
+    Attributes:
+      metrics: The figures written to `<workdir>/metrics.json`.
+      model: The trained Keras model (a transformers TF model), holding the kept epoch's
+        weights; for a mixed-precision run that exported, the float32 copy it exported.
+      workdir: The run folder (`model/`, `metrics.json`, `flags.txt`, `logs/`).
+      export: The SavedModel version folder the run wrote, or None.
+    """
+
+    metrics: dict
+    model: Any
+    workdir: Path
+    export: Path | None
+
+
+def run(task, *, callbacks: Sequence[tf_keras.callbacks.Callback] = ()) -> RunResult:
     """Trains, evaluates, saves and exports what `task` describes; returns the metrics
-    written to `<workdir>/metrics.json`.
+    written to `<workdir>/metrics.json` with the model and where it was written.
+
+    `callbacks` are Keras callbacks added to the training `fit` (after the per-epoch
+    validation, whose `val_*` entries their `on_epoch_end` logs hold).
 
     Raises:
       TfhfError: for bad settings or inputs (before anything is written), and for a
@@ -135,6 +158,7 @@ def run(task) -> dict:
             checkpoint_every_steps=config.checkpoint_every_steps,
             unit=data.unit,
             units_per_example=data.units_per_example,
+            extra_callbacks=callbacks,
         )
         results = {"validation": data.validation.results[trained.best_epoch]}
         results.update(task.evaluate(model, workdir))
@@ -183,4 +207,4 @@ def run(task) -> dict:
         )
     saved = f"; SavedModel {version_dir}" if version_dir else ""
     print(f"tfhf: workdir {workdir}{saved}", flush=True)
-    return metrics
+    return RunResult(metrics, model, Path(workdir), Path(version_dir) if version_dir else None)

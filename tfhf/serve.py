@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from tfhf.cli import EntryPoint, fail, renamed
 
 _NAME = flags.DEFINE_string("model_name", "default", "Name the model is served under.")
 _BASE = flags.DEFINE_string(
@@ -76,12 +76,12 @@ _ROWS_PER_CALL = flags.DEFINE_integer(
     "memory); 0 runs each request in one call.",
 )
 _XLA_TWINS = flags.DEFINE_boolean(
-    "xla_signatures",
+    "jit_compile",
     True,
     "Answer a signature with its XLA-compiled twin where an export has one (the "
     "serving_default_xla of lm, summarize and translate exports: the same text, faster); "
-    "--noxla_signatures runs the plain graph, as TF Serving without "
-    "--xla_cpu_compilation_enabled does.",
+    "--nojit_compile runs the plain graph. (TF Serving answers only requests that name "
+    "serving_default_xla with XLA, and only with --xla_cpu_compilation_enabled.)",
 )
 _BATCH_THREADS = flags.DEFINE_integer(
     "num_batch_threads", 4, "Batching: threads that run batches (TF Serving's name)."
@@ -119,16 +119,52 @@ _GRACE = flags.DEFINE_float(
 )
 
 
+ENTRY_POINT = EntryPoint(
+    program="tfhf.serve",
+    doc=__doc__,
+    groups=(
+        (
+            "models",
+            (
+                "model_name",
+                "model_base_path",
+                "model_config_file",
+                "model_config_file_poll_wait_seconds",
+                "file_system_poll_wait_seconds",
+                "jit_compile",
+            ),
+        ),
+        ("network", ("host", "rest_api_port", "port")),
+        (
+            "batching",
+            ("enable_batching", "max_batch_size", "batch_timeout_micros", "num_batch_threads"),
+        ),
+        (
+            "limits",
+            (
+                "max_body_bytes",
+                "max_instances",
+                "max_rows_per_call",
+                "rest_api_num_threads",
+                "rest_api_timeout_in_ms",
+                "rest_api_max_connections",
+                "grpc_max_threads",
+                "grpc_max_concurrent_rpcs",
+                "shutdown_grace_seconds",
+            ),
+        ),
+        ("monitoring", ("monitoring_config_file",)),
+    ),
+    deprecated=(renamed("xla_signatures", "jit_compile", boolean=True),),
+    # TF Serving's names, kept here, for what the other entry points call --model.
+    hints={"model": "model_base_path", "model_dir": "model_base_path"},
+)
+
+
 def main(argv: list[str]) -> None:
     from tfhf.serving import model_server as ms
 
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.basicConfig(format="tfhf.serve: %(message)s", level=logging.WARNING)
-
-    def fail(message: str) -> None:
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
 
     if bool(_CONFIG.value) == bool(_BASE.value):
         fail("give either --model_base_path (with --model_name) or --model_config_file")
@@ -141,7 +177,8 @@ def main(argv: list[str]) -> None:
         specs = [ms.ModelSpec(_NAME.value, Path(_BASE.value))]
     for spec in specs:
         if not spec.base_path.is_dir():
-            fail(f"model {spec.name}: base path {spec.base_path} is not a folder")
+            where = f"model {spec.name} of {_CONFIG.value}: " if _CONFIG.value else ""
+            fail(f"{where}--model_base_path {spec.base_path}: no such folder")
     if _BATCHING.value and (_MAX_BATCH.value < 1 or _TIMEOUT.value < 0 or _BATCH_THREADS.value < 1):
         fail(
             "--max_batch_size and --num_batch_threads must be positive and "
@@ -238,4 +275,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    ENTRY_POINT.run(main)

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Sequence
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from tfhf import runner
-from tfhf.config import TrainConfig, choices_of, help_of
+from tfhf import api
+from tfhf.cli import EntryPoint, fail
+from tfhf.config import GROUPS, TrainConfig, choices_of, group_of, help_of
 from tfhf.errors import TfhfError
 from tfhf.tasks import TASKS, get_task, import_task_modules
 
@@ -58,20 +58,40 @@ def define_flags(task: str, flag_values: flags.FlagValues) -> None:
             flags.DEFINE_string(name, default, help_text, **kwargs)
 
 
+def settings_by_group(task: str) -> list[tuple[str, list[str]]]:
+    """The settings of `task`, by group (`tfhf.config.GROUPS`, in that order)."""
+    config_class = get_task(task).config_class
+    names = [field.name for field in dataclasses.fields(config_class)]
+    return [
+        (group, members)
+        for group in GROUPS
+        if (members := [n for n in names if group_of(config_class, n) == group])
+    ]
+
+
+def entry_point(flag_values: flags.FlagValues) -> EntryPoint:
+    """`python -m tfhf.train` under tfhf's CLI convention, its flags defined on
+    `flag_values` from the task the arguments name."""
+    chosen = {"task": DEFAULT_TASK}
+
+    def define(args: list[str]) -> None:
+        task = task_named_in(["tfhf.train", *args])
+        chosen["task"] = task if task in TASKS else DEFAULT_TASK
+        define_flags(chosen["task"], flag_values)
+
+    return EntryPoint(
+        program="tfhf.train",
+        doc=__doc__,
+        groups=lambda: settings_by_group(chosen["task"]),
+        define=define,
+        unknown=lambda name: f"--{name} is not a setting of --task={chosen['task']}",
+    )
+
+
 def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues) -> list[str]:
     """Defines the flags of the task `argv` names on `flag_values` and parses `argv` into
     them; returns the arguments left over."""
-    task = task_named_in(argv)
-    define_flags(task if task in TASKS else DEFAULT_TASK, flag_values)
-    try:
-        return flag_values(list(argv))
-    except flags.UnrecognizedFlagError as e:
-        raise TfhfError(
-            f"--{e.flagname} is not a setting of --task={task} "
-            f"(python -m tfhf.train --task={task} --helpshort lists them)"
-        ) from None
-    except flags.Error as e:
-        raise TfhfError(str(e)) from None
+    return entry_point(flag_values).parse(argv, flag_values)
 
 
 def config_from_flags(flag_values: flags.FlagValues) -> TrainConfig:
@@ -98,28 +118,17 @@ def parse_config(argv: Sequence[str]) -> TrainConfig:
 
 def run(config: TrainConfig) -> dict:
     """Runs `config.task` with `config`; returns its metrics (also in metrics.json)."""
-    return runner.run(get_task(config.task)(config))
-
-
-def _parse_command_line(argv: list[str]) -> list[str]:
-    try:
-        import_task_modules(os.environ.get("TFHF_TASK_MODULES", ""))
-        return parse_flags(argv, flags.FLAGS)
-    except TfhfError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    return api.run(config).metrics
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # tfds logs every file it opens at INFO
-    try:
-        run(config_from_flags(flags.FLAGS))
-    except TfhfError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run(config_from_flags(flags.FLAGS))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_command_line)
+    try:
+        import_task_modules(os.environ.get("TFHF_TASK_MODULES", ""))
+    except TfhfError as e:
+        fail(str(e))
+    entry_point(flags.FLAGS).run(main)

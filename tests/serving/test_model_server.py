@@ -515,7 +515,9 @@ def test_cli_serves_a_model_config_and_stops_on_sigterm(classifier, tmp_path):
 
     bad = run_module("tfhf.serve", f"--model_base_path={tmp_path / 'missing'}", "--model_name=x")
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: model x: base path")
+    assert bad.stderr.strip().splitlines()[-1] == (
+        f"error: --model_base_path {tmp_path / 'missing'}: no such folder"
+    )
 
 
 @pytest.fixture(scope="module")

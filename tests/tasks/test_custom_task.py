@@ -145,10 +145,12 @@ def toy_run(toy):
 def test_helpshort_lists_the_new_tasks_settings_with_its_defaults(toy):
     folder, env = toy
     proc = run_module("tfhf.train", "--task=toy", "--helpshort", cwd=folder, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     shown = proc.stdout
-    assert "--features: Coordinates per point." in shown
-    assert "--learning_rate: Peak AdamW learning rate.\n    (default: '0.05')" in shown
-    assert "<classify|lm|mlm|summarize|toy|translate>" in shown
+    # The toy's own setting, under the group its declaration names by default ("task").
+    assert "\ntask:\n  --features  (integer; default: 4)\n      Coordinates per point." in shown
+    assert "  --learning_rate  (float; default: 0.05)\n      Peak AdamW learning rate." in shown
+    assert "(one of classify|lm|mlm|summarize|toy|translate; default: toy)" in shown
     assert "--block_size" not in shown  # lm's setting, not the toy's
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import tensorflow as tf
 from transformers.generation.tf_logits_process import TFLogitsProcessorList
 
+from tfhf.config import DEFAULT_SEED
 from tfhf.errors import TfhfError
 from tfhf.generation.sampling import SeededSampling
 
@@ -35,7 +36,7 @@ class GenerationSettings:
     top_p: float = 1.0
     num_beams: int = 4
     num_return_sequences: int = 1
-    seed: int = 0
+    seed: int = DEFAULT_SEED
 
     def check(self) -> None:
         """Raises `TfhfError` naming the first setting that makes no sense."""

@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from tfhf.config import DEFAULT_SEED
 from tfhf.errors import TfhfError
 from tfhf.generation.sampling import filter_scores, gumbel_choice, hashed_uniform
 from tfhf.tracing import unconverted
@@ -61,7 +62,7 @@ class DecodingSettings:
     temperature: float = 0.0
     top_k: int = 0
     top_p: float = 1.0
-    seed: int = 0
+    seed: int = DEFAULT_SEED
 
     def problems(self) -> list[str]:
         """What makes no sense, one phrase per problem (the flag names of tfhf.generate)."""

@@ -38,13 +38,19 @@ def _check_folder(folder: Path, spec: str) -> Path:
     if not (folder / "config.json").exists() and (folder / "model" / "config.json").exists():
         folder = folder / "model"  # a tfhf training workdir
     if not (folder / "config.json").exists():
-        raise TfhfError(f"model folder {spec}: no config.json (expected HuggingFace format)")
+        raise TfhfError(f"--model {spec}: no config.json (expected HuggingFace format)")
     if not any((folder / w).exists() for w in _WEIGHT_FILES):
-        raise TfhfError(f"model folder {spec}: no weights ({' or '.join(_WEIGHT_FILES)})")
+        raise TfhfError(f"--model {spec}: no weights ({' or '.join(_WEIGHT_FILES)})")
     names = ("vocab.txt", "vocab.json", "tokenizer.json", "spiece.model")
     if not any((folder / name).exists() for name in names):
-        raise TfhfError(f"model folder {spec}: no tokenizer ({', '.join(names)})")
+        raise TfhfError(f"--model {spec}: no tokenizer ({', '.join(names)})")
     return folder
+
+
+def not_a_folder(spec: str, why: str = "") -> TfhfError:
+    """The one error for a model that is not where it was said to be, from every entry
+    point: `--model SPEC: no such folder`, then why it is not a hub model either."""
+    return TfhfError(f"--model {spec}: no such folder{why}")
 
 
 def _from_hub(model_id: str) -> Path:
@@ -59,22 +65,22 @@ def _from_hub(model_id: str) -> Path:
     try:
         folder = Path(snapshot_download(model_id, allow_patterns=_HUB_FILES))
     except HFValidationError:
-        raise TfhfError(
-            f"unknown model '{model_id}': not a packaged model ({', '.join(PACKAGED_MODELS)}), "
-            "an existing folder, nor a valid hub id"
+        raise not_a_folder(
+            model_id,
+            f", nor a packaged model ({', '.join(PACKAGED_MODELS)}) or a valid hub id",
         ) from None
     except (RepositoryNotFoundError, GatedRepoError):
-        raise TfhfError(
-            f"model '{model_id}' not found on the HuggingFace hub (or not public)"
-        ) from None
+        raise not_a_folder(model_id, ", nor a public model on the HuggingFace hub") from None
     except LocalEntryNotFoundError:
-        raise TfhfError(
-            f"cannot fetch model '{model_id}': the HuggingFace hub is unreachable and it is not "
-            f"in the local cache; use a packaged model ({', '.join(PACKAGED_MODELS)}) "
-            "or a local folder"
+        raise not_a_folder(
+            model_id,
+            "; as a hub id it cannot be fetched: the HuggingFace hub is unreachable and it is "
+            f"not in the local cache (packaged models: {', '.join(PACKAGED_MODELS)})",
         ) from None
     except OSError as e:
-        raise TfhfError(f"cannot fetch model '{model_id}' from the HuggingFace hub: {e}") from None
+        raise not_a_folder(
+            model_id, f"; as a hub id it cannot be fetched from the HuggingFace hub: {e}"
+        ) from None
     return _check_folder(folder, model_id)
 
 
@@ -87,8 +93,10 @@ def resolve_model(spec: str) -> Path:
     path = Path(spec).expanduser()
     if path.is_dir():
         return _check_folder(path, spec)
-    if path.exists() or _looks_like_path(spec):
-        raise TfhfError(f"model folder {spec} does not exist")
+    if path.exists():
+        raise TfhfError(f"--model {spec}: a file, not a folder")
+    if _looks_like_path(spec):
+        raise not_a_folder(spec)
     return _from_hub(spec)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfhf.config import DEFAULT_SEED
 from tfhf.errors import TfhfError
 from tfhf.generation.generator import PROMPT_BUCKETS
 from tfhf.generation.sampling import filter_scores, gumbel_choice, hashed_uniform
@@ -78,6 +79,7 @@ class LanguageModelServingModule(tf.Module):
         count = tf.constant([default_max_new_tokens], tf.int32)
         zero, one = tf.constant([0], tf.int32), tf.constant([1.0])
         greedy = tf.constant([0.0])
+        default_seed = tf.constant([DEFAULT_SEED], tf.int32)
 
         controls = [
             tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
@@ -94,7 +96,7 @@ class LanguageModelServingModule(tf.Module):
                 temperature=greedy,
                 top_k=zero,
                 top_p=one,
-                seed=zero,
+                seed=default_seed,
             ):
                 return {"text": decode(prompt, max_new_tokens, temperature, top_k, top_p, seed)}
 
@@ -122,7 +124,7 @@ class LanguageModelServingModule(tf.Module):
             temperature=greedy,
             top_k=zero,
             top_p=one,
-            seed=zero,
+            seed=default_seed,
             chunk_tokens=chunk,
         ):
             ids, lengths, settings = self._checked(
@@ -145,7 +147,7 @@ class LanguageModelServingModule(tf.Module):
             temperature=greedy,
             top_k=zero,
             top_p=one,
-            seed=zero,
+            seed=default_seed,
             chunk_tokens=chunk,
         ):
             batch = tf.shape(finished)[0]

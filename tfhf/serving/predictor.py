@@ -87,8 +87,9 @@ def load_predictor(model_dir: str | Path) -> Predictor:
     path = Path(model_dir)
     if not path.is_dir():
         raise TfhfError(f"--model_dir {model_dir}: no such folder")
-    if is_classifier_folder(path / "model"):
-        return _workdir_predictor(path / "model")
+    for folder in (path / "model", path):
+        if is_classifier_folder(folder):
+            return _workdir_predictor(folder)
     version = saved_model_version(path)
     if version is not None:
         return _saved_model_predictor(version)

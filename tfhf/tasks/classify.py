@@ -29,20 +29,25 @@ class ClassifyConfig(ExportConfig):
         "minilm-l6",
         "'minilm-l6' (packaged pretrained encoder), a local HuggingFace-format folder (or a "
         "tfhf workdir, an mlm one included), or a hub id such as bert-base-uncased.",
+        group="model",
     )
     dataset: str = setting(
         "rotten_tomatoes",
         "'rotten_tomatoes' (packaged) or a tensorflow-datasets name such as imdb_reviews or "
         "glue/sst2. Ignored when --train_file is set.",
+        group="data",
     )
-    test_file: str = setting("", "Test data; split off the training data if unset.")
-    text_column: str = setting("text", "Column (or tfds feature) with the text.")
-    label_column: str = setting("label", "Column (or tfds feature) with the label.")
-    max_seq_length: int = setting(128, "Longest token sequence, [CLS] and [SEP] included.")
+    test_file: str = setting("", "Test data; split off the training data if unset.", group="data")
+    text_column: str = setting("text", "Column (or tfds feature) with the text.", group="data")
+    label_column: str = setting("label", "Column (or tfds feature) with the label.", group="data")
+    max_seq_length: int = setting(
+        128, "Longest token sequence, [CLS] and [SEP] included.", group="data"
+    )
     max_eval_examples: int = setting(
         0,
         "Examples of the validation and of the test split that are scored, drawn by --seed "
         "(quick runs); 0 means whole splits.",
+        group="evaluation",
     )
 
     def problems(self) -> list[str]:

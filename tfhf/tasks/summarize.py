@@ -25,6 +25,7 @@ class SummarizeConfig(Seq2SeqConfig):
         "'debian_descriptions' (packaged: Debian package descriptions and their synopses) or "
         "a tensorflow-datasets name such as cnn_dailymail, xsum or gigaword. Ignored when "
         "--train_file is set.",
+        group="data",
     )
     # Sized for 2 CPU cores, by measured runs (README): one epoch of small batches; the
     # decoder reads the first 32 source tokens (a synopsis rarely needs more) through

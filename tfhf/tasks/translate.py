@@ -50,6 +50,7 @@ class TranslateConfig(Seq2SeqConfig):
         "Simplified Chinese, from Debian), 'bible_en_zh' (packaged: the World English Bible "
         "and the Chinese Union Version, in traditional characters, verse by verse) or a "
         "tensorflow-datasets name. Ignored when --train_file is set.",
+        group="data",
     )
     max_source_length: int = 64
     max_target_length: int = 64
@@ -72,11 +73,13 @@ class TranslateConfig(Seq2SeqConfig):
         "sacreBLEU's tokenizer for the target language: zh (Chinese characters one by one), "
         "13a (most languages written with spaces), intl, char or none.",
         choices=BLEU_TOKENIZERS,
+        group="evaluation",
     )
     curve_examples: int = setting(
         200,
         "Validation pairs translated greedily after each epoch, for BLEU and chrF along the "
         "way (a learning curve in metrics.json); 0: none.",
+        group="evaluation",
     )
 
     def problems(self) -> list[str]:

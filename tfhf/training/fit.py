@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,7 @@ def fit(
     checkpoint_every_steps: int = 0,
     unit: str = "examples",
     units_per_example: int = 1,
+    extra_callbacks: Sequence[tf_keras.callbacks.Callback] = (),
 ) -> FitResult:
     """Trains `model` (already compiled) and leaves it holding its best epoch's weights.
 
@@ -102,6 +104,8 @@ def fit(
       workdir: The run folder: TensorBoard logs go to `logs/`, checkpoints and the
         record of finished epochs to `checkpoints/`.
       unit, units_per_example: How progress lines count speed (examples, or tokens).
+      extra_callbacks: Keras callbacks of the caller's, run after the validation (their
+        `on_epoch_end` logs hold the `val_*` entries) and before the checkpoint.
 
     Raises:
       TfhfError: when the training loss stops being finite (the last good checkpoint is
@@ -141,6 +145,7 @@ def fit(
         validation_history,
         best,
         tf_keras.callbacks.TensorBoard(log_dir=str(workdir / "logs"), update_freq=50),
+        *extra_callbacks,
     ]
     interactive = sys.stdout.isatty()
     if not interactive:
