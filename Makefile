@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup classify lm mlm summarize translate test lint format clean
+.PHONY: setup classify lm mlm summarize translate test lint docs format clean
 
 setup: $(VENV)/.installed
 
@@ -35,12 +35,18 @@ translate: setup
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
+# The documentation site: the reference pages regenerated from the code, then the site built
+# with every warning (a broken link, a page left out of the nav) an error, into build/site.
+docs: setup
+	$(BIN)/python docs/generate_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 lint: setup
-	$(BIN)/ruff check tfhf tests benchmarks
+	$(BIN)/ruff check tfhf tests benchmarks docs
 	$(BIN)/lint-imports
 
 format: setup
-	$(BIN)/ruff format tfhf tests benchmarks
+	$(BIN)/ruff format tfhf tests benchmarks docs
 
 clean:
 	rm -rf runs savedmodels/*/ .pytest_cache

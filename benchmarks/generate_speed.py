@@ -1,8 +1,8 @@
 """Generation speed: XLA-compiled vs eager tokens/s at batch 1 and 8, and compile counts.
 
-  python benchmarks/generate_speed.py --model_dir=runs/lm
+  python benchmarks/generate_speed.py --model=runs/lm
 
-Without a trained model (no --model_dir, or runs/lm missing) it times a random-init
+Without a trained model (no --model, or runs/lm missing) it times a random-init
 GPT-2 of the default lm size: speed depends on shapes, not on the weights' values.
 """
 
@@ -14,7 +14,7 @@ from absl import app, flags
 
 import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", "runs/lm", "A trained lm workdir.")
+_MODEL = flags.DEFINE_string("model", "runs/lm", "A trained lm workdir.")
 _NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "Tokens generated per prompt.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per figure (best is kept).")
 
@@ -35,7 +35,7 @@ def main(argv):
 
     from tfhf.generation.generator import GenerationSettings, Generator, bucket_length
 
-    model, tokenizer, what = model_and_tokenizer(_MODEL_DIR.value)
+    model, tokenizer, what = model_and_tokenizer(_MODEL.value)
     print(f"model: {what}, {model.count_params():,} parameters, context {model.config.n_positions}")
     # min_new_tokens is not used: an eos would only stop eager runs early, which flatters them.
     settings = GenerationSettings(max_new_tokens=_NEW_TOKENS.value, decoding="greedy")

@@ -1,6 +1,6 @@
 """Exported generation against XLA generation of the same model: greedy tokens/s.
 
-  python benchmarks/lm_export_speed.py --model_dir=runs/lm
+  python benchmarks/lm_export_speed.py --model=runs/lm
 
 Exports the model of a trained lm workdir (the export needs its tokenizer as trained) to a
 temporary folder, loads the SavedModel back as TF Serving would run it, and times,
@@ -22,7 +22,7 @@ from absl import app, flags
 
 import tfhf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", "runs/lm", "A trained lm workdir.")
+_MODEL = flags.DEFINE_string("model", "runs/lm", "A trained lm workdir.")
 _NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "Tokens generated per prompt.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per figure (best is kept).")
 _BATCHES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Prompts per call.")
@@ -47,9 +47,9 @@ def main(argv):
     from tfhf.generation.generator import GenerationSettings, Generator
     from tfhf.serving.lm_export import export_language_model
 
-    if not Path(_MODEL_DIR.value).exists():
-        raise app.UsageError(f"--model_dir {_MODEL_DIR.value}: no such lm workdir")
-    model, tokenizer, what = model_and_tokenizer(_MODEL_DIR.value)
+    if not Path(_MODEL.value).exists():
+        raise app.UsageError(f"--model {_MODEL.value}: no such lm workdir")
+    model, tokenizer, what = model_and_tokenizer(_MODEL.value)
     n = _NEW_TOKENS.value
     print(f"model: {what}, {model.count_params():,} parameters; greedy, {n} new tokens")
     generator = Generator(model, tokenizer)

@@ -5,7 +5,7 @@ translate export.
   python benchmarks/stream_latency.py --model_base_path=savedmodels/lm
   python benchmarks/stream_latency.py --model_base_path=savedmodels/lm --max_new_tokens=128
   python benchmarks/stream_latency.py --model_base_path=savedmodels/translate \
-      --prompt="Insert a page break before the selected paragraph." --num_beams=4
+      --text="Insert a page break before the selected paragraph." --num_beams=4
 
 For each chunk size the script sends the same request (one text; greedy unless --num_beams
 is above 1) --repeats times as `:predict` and as `:predict_stream`, checks that the streamed
@@ -29,7 +29,7 @@ import numpy as np
 from absl import app, flags
 
 _BASE = flags.DEFINE_string("model_base_path", "savedmodels/lm", "An lm export root.")
-_PROMPT = flags.DEFINE_string("prompt", "ROMEO.\n", "The prompt (or source text).")
+_TEXT = flags.DEFINE_string("text", "ROMEO.\n", "The prompt (or source text).")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 64, "Tokens per answer.")
 _CHUNKS = flags.DEFINE_list("chunk_tokens", ["1", "4", "16"], "Chunk sizes to measure.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Requests per figure (the median is shown).")
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> None:
             if "REST on" in line:
                 break
         source, output = _text_names(Path(_BASE.value))
-        inputs = {source: [_PROMPT.value], "max_new_tokens": [_MAX_NEW.value]}
+        inputs = {source: [_TEXT.value], "max_new_tokens": [_MAX_NEW.value]}
         if source != "prompt":  # a summarize or translate export
             inputs["num_beams"] = [_BEAMS.value]
         _post(port, "/v1/models/lm:predict", {"inputs": inputs})  # warm
@@ -121,7 +121,7 @@ def main(argv: list[str]) -> None:
         text = json.loads(whole[0][2])["outputs"][0]
         decoding = f"{_BEAMS.value} beams" if "num_beams" in inputs else "greedy"
         print(
-            f"{source} {_PROMPT.value!r}, at most {_MAX_NEW.value} new tokens, {decoding}, "
+            f"{source} {_TEXT.value!r}, at most {_MAX_NEW.value} new tokens, {decoding}, "
             f"median of {_REPEATS.value}; model {_BASE.value}",
             flush=True,
         )

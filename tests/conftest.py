@@ -16,6 +16,13 @@ import pytest
 
 # Tests never reach for the network unless a test opts in; this must precede huggingface_hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Whether TF_CPP_MIN_LOG_LEVEL came from outside: importing tfhf sets it in this process, and a
+# program run by a test should start as from a user's shell, where tfhf sets it itself.
+# (Recorded in the environment, so that pytest-xdist's workers inherit the first answer.)
+os.environ.setdefault(
+    "TFHF_TESTS_TF_LOG_LEVEL_GIVEN", "1" if "TF_CPP_MIN_LOG_LEVEL" in os.environ else "0"
+)
+_TF_LOG_LEVEL_GIVEN = os.environ["TFHF_TESTS_TF_LOG_LEVEL_GIVEN"] == "1"
 
 import tfhf  # noqa: E402,F401  (Keras 2 before TensorFlow)
 
@@ -174,6 +181,8 @@ def run_module(
 ) -> subprocess.CompletedProcess:
     """Runs `python -m module args...` the way a user would, returning its output."""
     full_env = {**os.environ, **(env or {})}
+    if not _TF_LOG_LEVEL_GIVEN and "TF_CPP_MIN_LOG_LEVEL" not in (env or {}):
+        full_env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd or REPO,
@@ -250,3 +259,69 @@ def non_core_ops():
         return set(run_bare_python(_NON_CORE, stdin=json.dumps(sorted(ops)), timeout=300))
 
     return ops_outside_core
+
+
+def _leaves(metrics: dict, declared: dict, prefix: str = "") -> set[str]:
+    """The dotted keys of `metrics`, down to the documented ones (a documented key whose
+    value is a dict is one leaf)."""
+    leaves = set()
+    for key, value in metrics.items():
+        path = prefix + key
+        if path in declared or not isinstance(value, dict):
+            leaves.add(path)
+        else:
+            leaves |= _leaves(value, declared, path + ".")
+    return leaves
+
+
+def assert_run_is_documented(workdir: Path, metrics: dict) -> None:
+    """The run's metrics.json, workdir and model folder hold exactly what the reference
+    (generated from `RUN_METRICS`, `WORKDIR_FILES` and the task's declarations) says."""
+    from tfhf.runner import EXPORT_METRICS, RUN_METRICS, WORKDIR_FILES
+    from tfhf.tasks import get_task
+
+    task = get_task(metrics["task"])
+    declared = {**RUN_METRICS, **task.metrics_doc}
+    if metrics["config"].get("export", False):
+        declared.update(EXPORT_METRICS)
+    required = {key for key, meaning in declared.items() if not meaning.startswith("(if")}
+    leaves = _leaves(metrics, declared)
+    assert leaves - set(declared) == set(), "undocumented metrics.json entries"
+    assert required - leaves == set(), "documented metrics.json entries missing"
+    on_disk = {p.name + ("/" if p.is_dir() else "") for p in Path(workdir).iterdir()}
+    expected = (set(WORKDIR_FILES) - {"checkpoints/"}) | set(task.workdir_files)
+    assert on_disk == expected
+    for name in task.model_files:
+        assert (Path(workdir) / "model" / name).exists(), name
+
+
+_DTYPES = {"string": "DT_STRING", "int32": "DT_INT32", "float32": "DT_FLOAT", "bool": "DT_BOOL"}
+
+
+def assert_signatures_are_documented(version_dir: Path, documented) -> None:
+    """The export's SignatureDefs are the documented ones: names, inputs, outputs, dtypes,
+    ranks (where the SignatureDef knows them) and which inputs have defaults."""
+    from tensorflow.core.framework import types_pb2
+
+    from tfhf.serving.export import EXPORT_FILES, read_signature_defs
+
+    on_disk = {p.name + ("/" if p.is_dir() else "") for p in Path(version_dir).iterdir()}
+    assert on_disk == {name.split("/")[0] + ("/" if "/" in name else "") for name in EXPORT_FILES}
+    for name in EXPORT_FILES:
+        assert (Path(version_dir) / name.rstrip("/")).exists(), name
+    actual = read_signature_defs(version_dir)
+    assert set(actual) == {doc.name for doc in documented}
+    for doc in documented:
+        signature = actual[doc.name]
+        for side, tensors, declared in (
+            ("inputs", signature.inputs, doc.inputs),
+            ("outputs", signature.outputs, doc.outputs),
+        ):
+            assert set(tensors) == set(declared), (doc.name, side)
+            for name, info in tensors.items():
+                where = (doc.name, side, name)
+                assert types_pb2.DataType.Name(info.dtype) == _DTYPES[declared[name].dtype], where
+                if not info.tensor_shape.unknown_rank:
+                    assert len(info.tensor_shape.dim) == declared[name].rank, where
+        documented_defaults = {name for name, t in doc.inputs.items() if t.default}
+        assert set(signature.defaults) == documented_defaults, doc.name

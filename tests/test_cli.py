@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import tensorflow as tf
-from conftest import make_texts, run_module
+from conftest import REPO, make_texts, run_module
 
 
 @pytest.fixture(scope="module")
@@ -106,14 +107,14 @@ def lm_cli_run(tmp_path_factory):
     corpus = tmp / "corpus.txt"
     corpus.write_text(
         "ROMEO.\nBut soft, what light through yonder window breaks?\n\n"
-        "JULIET.\nO Romeo, Romeo, wherefore art thou Romeo?\n\n" * 60
+        "JULIET.\nO Romeo, Romeo, wherefore art thou Romeo?\n\n" * 300
     )
     proc = run_module(
         "tfhf.train",
         "--task=lm",
         f"--train_file={corpus}",
         "--vocab_size=300",
-        "--block_size=32",
+        "--block_size=128",  # the docs' requests (64 new tokens) fit, as on the default lm
         "--n_layer=1",
         "--n_head=2",
         "--n_embd=32",
@@ -186,15 +187,20 @@ def test_generate_cli_refuses_an_overlong_request(lm_cli_run):
         "tfhf.generate", f"--model={tmp / 'run'}", "--text=ROMEO.", "--max_new_tokens=200"
     )
     assert proc.returncode == 2
-    assert "exceeds the model's context of 32" in proc.stderr.strip().splitlines()[-1]
+    assert "exceeds the model's context of 128" in proc.stderr.strip().splitlines()[-1]
 
 
-def test_mlm_cli_pretrains_fills_masks_and_hands_its_encoder_to_classify(tiny_data, tmp_path):
-    common = [f"--train_file={tiny_data['train']}", "--max_seq_length=16", "--batch_size=8"]
+_MLM_COMMON = ("--max_seq_length=16", "--batch_size=8")
+
+
+@pytest.fixture(scope="module")
+def mlm_cli_run(tiny_data, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("mlm_cli")
     mlm = run_module(
         "tfhf.train",
         "--task=mlm",
-        *common,
+        f"--train_file={tiny_data['train']}",
+        *_MLM_COMMON,
         "--vocab_size=100",
         "--n_layer=1",
         "--n_head=2",
@@ -204,6 +210,11 @@ def test_mlm_cli_pretrains_fills_masks_and_hands_its_encoder_to_classify(tiny_da
         f"--workdir={tmp_path / 'mlm'}",
         cwd=tmp_path,
     )
+    return tmp_path, mlm
+
+
+def test_mlm_cli_pretrains_fills_masks_and_hands_its_encoder_to_classify(mlm_cli_run, tiny_data):
+    tmp_path, mlm = mlm_cli_run
     assert mlm.returncode == 0, mlm.stderr[-3000:]
     assert "masking 15% of words" in mlm.stdout and "epoch 2/2 done" in mlm.stdout
     fill = run_module(
@@ -225,7 +236,8 @@ def test_mlm_cli_pretrains_fills_masks_and_hands_its_encoder_to_classify(tiny_da
         "tfhf.train",
         "--task=classify",
         f"--model={tmp_path / 'mlm'}",
-        *common,
+        f"--train_file={tiny_data['train']}",
+        *_MLM_COMMON,
         "--max_steps_per_epoch=2",
         f"--workdir={tmp_path / 'classify'}",
         f"--export_dir={tmp_path / 'export'}",
@@ -235,8 +247,10 @@ def test_mlm_cli_pretrains_fills_masks_and_hands_its_encoder_to_classify(tiny_da
     assert f"encoder weights carried over from {tmp_path / 'mlm' / 'model'}" in classify.stdout
 
 
-def test_translate_cli_trains_then_generate_and_the_export_agree(tiny_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def translate_cli_run(tiny_model_dir, tmp_path_factory):
     # English reviews to their Chinese verdict, on a tiny GPT-2 decoder with its own BPE.
+    tmp_path = tmp_path_factory.mktemp("translate_cli")
     pairs = tmp_path / "pairs.jsonl"
     rows = make_texts(60, seed=4)
     verdicts = {"positive": "好评", "negative": "差评"}
@@ -255,7 +269,7 @@ def test_translate_cli_trains_then_generate_and_the_export_agree(tiny_model_dir,
         "--source_column=en",
         "--target_column=zh",
         "--max_source_length=16",
-        "--max_target_length=5",
+        "--max_target_length=64",  # the docs ask for up to 64 new tokens, as the default allows
         "--decoder_layers=1",
         "--decoder_heads=2",
         "--decoder_width=16",
@@ -268,6 +282,11 @@ def test_translate_cli_trains_then_generate_and_the_export_agree(tiny_model_dir,
         f"--workdir={tmp_path / 'run'}",
         cwd=tmp_path,
     )
+    return tmp_path, train, rows
+
+
+def test_translate_cli_trains_then_generate_and_the_export_agree(translate_cli_run):
+    tmp_path, train, rows = translate_cli_run
     assert train.returncode == 0, train.stderr[-3000:]
     assert "greedy BLEU" in train.stdout and "beam BLEU" in train.stdout
     inputs = tmp_path / "texts.txt"
@@ -288,3 +307,187 @@ def test_translate_cli_trains_then_generate_and_the_export_agree(tiny_model_dir,
         "tfhf.generate", f"--model={tmp_path / 'run'}", "--text=x", "--num_return_sequences=2"
     )
     assert refused.returncode == 2 and "one summary or translation per text" in refused.stderr
+
+
+def test_the_lm_run_holds_what_the_reference_documents(lm_cli_run):
+    from conftest import assert_run_is_documented, assert_signatures_are_documented
+
+    from tfhf.tasks.lm import LanguageModelTask
+
+    tmp, proc = lm_cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp / "run" / "metrics.json").read_text())
+    assert_run_is_documented(tmp / "run", metrics)
+    assert_signatures_are_documented(tmp / metrics["export"], LanguageModelTask.export_signatures)
+
+
+def test_an_old_flag_name_still_works_with_a_one_line_warning(cli_run):
+    tmp, _ = cli_run
+    proc = run_module("tfhf.predict", f"--model_dir={tmp / 'export'}", "--text=superb fun")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == ["warning: --model_dir is deprecated: use --model"]
+    assert proc.stdout.startswith("positive\t")
+
+
+# The docs' Python examples, run as a reader would: in a folder holding the tiny trained
+# models at the paths the examples name, with tfhf.serve answering on localhost.
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
+EXAMPLE_PAGES = sorted(
+    page.relative_to(REPO).as_posix()
+    for page in [*(REPO / "docs").rglob("*.md"), REPO / "README.md"]
+    if any(lang == "python" for lang, _ in FENCE.findall(page.read_text(encoding="utf-8")))
+)
+
+
+def _wait_until_served(port: int, models: list[str], proc, timeout: float = 240) -> None:
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    waiting = list(models)
+    while waiting and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/v1/models/{waiting[0]}", timeout=5
+            ) as response:
+                status = json.loads(response.read())["model_version_status"]
+            if any(v["state"] == "AVAILABLE" for v in status):
+                waiting.pop(0)
+                continue
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(0.5)
+    assert not waiting, f"not served in time: {waiting}"
+
+
+@pytest.fixture(scope="module")
+def docs_world(cli_run, lm_cli_run, mlm_cli_run, translate_cli_run, tmp_path_factory):
+    import subprocess
+    import sys
+
+    from conftest import free_ports, write_csv
+
+    folder = tmp_path_factory.mktemp("docs_world")
+    links = {
+        "runs/classify": cli_run[0] / "run",
+        "savedmodels/classify": cli_run[0] / "export",
+        "runs/lm": lm_cli_run[0] / "run",
+        "savedmodels/lm": lm_cli_run[0] / "savedmodels" / "lm",
+        "runs/mlm": mlm_cli_run[0] / "mlm",
+        "runs/translate": translate_cli_run[0] / "run",
+        "savedmodels/translate": translate_cli_run[0] / "savedmodels" / "translate",
+    }
+    for name, target in links.items():
+        assert target.is_dir(), target
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).symlink_to(target)
+    write_csv(folder / "reviews.csv", make_texts(40, seed=7))
+    (folder / "texts.txt").write_text("a good film\nthe plot was dull\n")
+    served = ("classify", "lm", "translate")
+    (folder / "models.config").write_text(
+        "model_config_list {\n"
+        + "".join(
+            f'  config {{ name: "{m}" base_path: "{folder / "savedmodels" / m}" '
+            'model_platform: "tensorflow" }\n'
+            for m in served
+        )
+        + "}\n"
+    )
+    rest, grpc = free_ports(2)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tfhf.serve",
+            f"--model_config_file={folder / 'models.config'}",
+            f"--rest_api_port={rest}",
+            f"--port={grpc}",
+        ],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_until_served(rest, list(served), server)
+        yield folder, rest, grpc
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+@pytest.mark.parametrize(
+    "page",
+    [pytest.param(p, marks=pytest.mark.assets) if p == "README.md" else p for p in EXAMPLE_PAGES],
+)
+def test_the_python_examples_in_the_docs_run(page, docs_world):
+    import subprocess
+    import sys
+
+    folder, rest, grpc = docs_world
+    blocks = [body for lang, body in FENCE.findall((REPO / page).read_text()) if lang == "python"]
+    script = "\n\n".join(blocks)
+    script = script.replace("localhost:8501", f"localhost:{rest}")
+    script = script.replace("localhost:8500", f"localhost:{grpc}")
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, f"{page}:\n{proc.stderr[-4000:]}"
+
+
+def _curl_requests(page: str) -> list[tuple[str, str | None]]:
+    """(URL, body or None) of each `curl` command in a page's shell blocks."""
+    import shlex
+
+    requests = []
+    for lang, body in FENCE.findall((REPO / page).read_text()):
+        if lang != "bash":
+            continue
+        for line in body.replace("\\\n", " ").splitlines():
+            if not line.startswith("curl "):
+                continue
+            words = shlex.split(line, comments=True)
+            url = next(w for w in words if w.startswith("http"))
+            data = words[words.index("-d") + 1] if "-d" in words else None
+            requests.append((url, data))
+    return requests
+
+
+def test_the_rest_requests_in_the_docs_are_answered(docs_world):
+    """What the docs tell a TF Serving client to send, sent to tfhf.serve serving the tiny
+    models under the same names."""
+    import urllib.error
+    import urllib.request
+
+    folder, rest, _ = docs_world
+    asked = 0
+    for page in [
+        "README.md",
+        *(p.relative_to(REPO).as_posix() for p in (REPO / "docs").rglob("*.md")),
+    ]:
+        for url, data in _curl_requests(page):
+            model = re.search(r"/v1/models/(\w+)", url)
+            # Labels, and models other than the three served, need a config of their own.
+            if model is None or model.group(1) not in ("classify", "lm", "translate"):
+                continue
+            if "/labels/" in url:
+                continue
+            url = url.replace("localhost:8501", f"127.0.0.1:{rest}")
+            request = urllib.request.Request(url, data=data.encode() if data is not None else None)
+            try:
+                with urllib.request.urlopen(request, timeout=300) as response:
+                    answer = response.read().decode()
+            except urllib.error.HTTPError as e:
+                raise AssertionError(f"{page}: {url} {data}: {e.code} {e.read()[:500]}") from None
+            if url.endswith(":predict_stream"):
+                assert "event: end" in answer, (page, url, answer[-500:])
+            elif data is not None:
+                assert set(json.loads(answer)) & {"predictions", "outputs"}, (page, url)
+            asked += 1
+    assert asked >= 10

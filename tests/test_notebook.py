@@ -61,6 +61,7 @@ def test_notebook_falls_back_to_a_short_cpu_run_and_trains(executed):
     assert "num_replicas_in_sync: 1" in shown
     assert "No TPU, so a short CPU run instead" in shown
     assert "epoch 1/1 step 3/3" in shown  # the run's own progress, streamed into the notebook
+    assert "notebook: epoch 1 validation accuracy" in shown  # its Keras callback, in tfhf.run
     metrics = json.loads((out / "runs" / "classify_tpu" / "metrics.json").read_text())
     test = metrics["test"]
     # The quick mode's 200 of each split: six batches of 32 and a last one of 8.

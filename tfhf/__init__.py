@@ -7,6 +7,10 @@ TensorFlow's C++ start-up lines (oneDNN and CUDA notices, "All log messages befo
 absl::InitializeLog()", oneDNN's int64 fallback) would bury tfhf's own output. Unless
 `TF_CPP_MIN_LOG_LEVEL` is set, tfhf sets it to 3 and drops the log lines TensorFlow's
 libraries print while they load; `TF_CPP_MIN_LOG_LEVEL=0` brings all of them back.
+
+The Python API (see `tfhf.api`): `tfhf.run(task, **settings)` trains, evaluates and exports
+a task and returns its metrics and model; `tfhf.load(path)` loads a workdir or an export to
+use on Python strings; `tfhf.make_config(task, **settings)` builds a run's config.
 """
 
 import os
@@ -54,5 +58,30 @@ if "TF_CPP_MIN_LOG_LEVEL" not in os.environ and "tensorflow" not in sys.modules:
 
 from tfhf.errors import TfhfError  # noqa: E402
 
-__all__ = ["TfhfError"]
+# The Python API (tfhf.api), loaded on first use: `import tfhf` stays light.
+_API = (
+    "run",
+    "load",
+    "make_config",
+    "RunResult",
+    "Classifier",
+    "LanguageModel",
+    "MaskedLanguageModel",
+    "Summarizer",
+    "Translator",
+    "Prediction",
+)
+__all__ = ["TfhfError", *_API]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from tfhf import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tfhf' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

@@ -12,8 +12,6 @@ The convention:
   - A `TfhfError` raised by the program is printed the same way, exit status 2.
 
 Example:
-  >>> values = flags.FlagValues()
-  >>> _ = flags.DEFINE_string("model", "", "The model.", flag_values=values)
   >>> closest("mdoel", ["model", "text"]), closest("model-dir", ["model", "model_dir"])
   ('model', 'model_dir')
   >>> rewrite(["--model_dir=runs/lm", "--eager"], [renamed("model_dir", "model"),
@@ -36,8 +34,6 @@ from absl import app, flags
 from tfhf.errors import TfhfError
 
 HELP_ARGUMENTS = ("-h", "-?", "--help", "-help", "--helpshort", "-helpshort", "--helpfull")
-# Flags absl defines for every program; they work, but are not the entry point's own.
-_ABSL_FLAGS = frozenset(flags.FLAGS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,7 +277,5 @@ def describe(flag: flags.Flag) -> list[str]:
 
 
 def own_flags(module_name: str, flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
-    """The names of the flags `module_name` defined (absl's own left out)."""
-    return [
-        f.name for f in flag_values.get_flags_for_module(module_name) if f.name not in _ABSL_FLAGS
-    ]
+    """The names of the flags `module_name` defined."""
+    return [f.name for f in flag_values.get_flags_for_module(module_name)]

@@ -37,6 +37,35 @@ from tfhf.files import open_workdir, write_text_atomically
 from tfhf.training import runtime as runtimes
 from tfhf.training.fit import compile_for_training, fit, weights_digest
 
+# The entries of every run's metrics.json (a task adds its own, `Task.metrics_doc`). Tests
+# compare these documented keys with real runs' metrics.json, so the reference is true.
+RUN_METRICS = {
+    "task": "The task's name.",
+    "model": "What the run started from: --model, or what it trained from scratch.",
+    "data": "Where the data came from, and the size of each split.",
+    "parameters": "The model's weights, counted.",
+    "train_loss_per_epoch": "Mean training loss of each epoch.",
+    "best_epoch": "The epoch (from 1) whose weights were kept: the best on validation.",
+    "optimizer_steps": "Updates the weights have had, over every run of a resumed training.",
+    "weights_sha256": "sha256 of the final weights: equal digests, identical models.",
+    "wall_seconds": "The run's wall time, reading the data to writing metrics.json.",
+    "config": "Every setting of the run, by name (what flags.txt holds).",
+}
+EXPORT_METRICS = {"export": "The SavedModel version folder the run wrote."}
+# What every run leaves in its workdir (a task adds its own, `Task.workdir_files`).
+WORKDIR_FILES = {
+    "metrics.json": "The run's figures (below). Written last: its presence marks a complete run.",
+    "flags.txt": "The resolved settings, one --name=value a line: `--flagfile=<workdir>/"
+    "flags.txt` repeats the run.",
+    "model/": "The trained model and its tokenizer in HuggingFace format (save_pretrained: "
+    "config.json, tf_model.h5, the tokenizer's files), which transformers' TF Auto classes "
+    "load as they are.",
+    "logs/": "TensorBoard logs: train/ and validation/.",
+    "checkpoints/": "While training only: a checkpoint every --checkpoint_every_steps steps "
+    "and at each epoch end; running the same command again resumes from it. Removed when "
+    "training completes.",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainingData:

@@ -209,3 +209,13 @@ def test_a_mixed_precision_run_learns_and_exports_a_float32_model(
     logits = reloaded(preprocessor(tf.constant(texts)), training=False).logits
     assert reloaded.layers[0].compute_dtype == "float32"
     np.testing.assert_allclose(served.numpy(), tf.nn.softmax(logits).numpy(), atol=1e-5)
+
+
+def test_the_run_holds_what_the_reference_documents(trained):
+    from conftest import assert_run_is_documented, assert_signatures_are_documented
+
+    from tfhf.tasks.classify import ClassifyTask
+
+    config, metrics = trained
+    assert_run_is_documented(Path(config.workdir), metrics)
+    assert_signatures_are_documented(Path(metrics["export"]), ClassifyTask.export_signatures)

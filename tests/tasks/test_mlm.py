@@ -159,3 +159,10 @@ def test_unknown_mlm_corpus_is_refused(tmp_path):
     with pytest.raises(TfhfError, match=rf"unknown corpus 'wikipedia' {packaged}"):
         run(mlm_config(tmp_path, "", dataset="wikipedia"))
     assert not (tmp_path / "run").exists()
+
+
+def test_the_run_holds_what_the_reference_documents(mlm_run):
+    from conftest import assert_run_is_documented
+
+    tmp_path, metrics = mlm_run
+    assert_run_is_documented(tmp_path / "run", metrics)

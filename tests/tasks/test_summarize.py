@@ -435,3 +435,15 @@ def test_tfhf_serve_loads_the_export_with_its_warmup_and_answers_over_rest(train
     finally:
         rest.shutdown()
         manager.stop()
+
+
+def test_the_run_holds_what_the_reference_documents(trained):
+    from pathlib import Path
+
+    from conftest import assert_run_is_documented, assert_signatures_are_documented
+
+    from tfhf.tasks.summarize import SummarizeTask
+
+    config, metrics = trained
+    assert_run_is_documented(Path(config.workdir), metrics)
+    assert_signatures_are_documented(Path(metrics["export"]), SummarizeTask.export_signatures)

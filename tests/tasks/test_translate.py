@@ -183,3 +183,17 @@ def test_a_missing_target_column_is_named_before_anything_is_written(tiny_model_
     with pytest.raises(TfhfError, match="fr"):
         run(config)
     assert not (tmp_path / "run").exists() and not (tmp_path / "export").exists()
+
+
+def test_the_run_holds_what_the_reference_documents(trained):
+    from pathlib import Path
+
+    from conftest import assert_run_is_documented, assert_signatures_are_documented
+
+    from tfhf.tasks.translate import TranslateTask
+
+    config, metrics = trained
+    assert "validation.bleu" in TranslateTask.metrics_doc and config.curve_examples
+    assert "bleu" in metrics["validation"]  # the optional entries are there when asked for
+    assert_run_is_documented(Path(config.workdir), metrics)
+    assert_signatures_are_documented(Path(metrics["export"]), TranslateTask.export_signatures)

@@ -7,10 +7,11 @@ in the graph, so a client sends raw strings and reads labels back.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import tensorflow as tf
@@ -19,6 +20,83 @@ from tfhf.errors import TfhfError
 from tfhf.serving.warmup import WarmupRequest, write_warmup_requests
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 from tfhf.tracing import unconverted
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorDoc:
+    """One input or output of an exported signature, as the reference documents it.
+
+    Attributes:
+      dtype: string, int32, float32 or bool.
+      shape: Its dimensions in words, e.g. `[batch]`, `[batch, labels]`, `[]` (a scalar).
+      meaning: What it holds.
+      default: For an optional input: its default (the SignatureDef's `defaults`), in words.
+    """
+
+    dtype: str
+    shape: str
+    meaning: str
+    default: str = ""
+
+    @property
+    def rank(self) -> int:
+        inner = self.shape.strip("[]").strip()
+        return 0 if not inner else inner.count(",") + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SignatureDoc:
+    """An exported signature: what it does, its inputs and its outputs. Tests compare these
+    with the SignatureDefs of real exports, so the reference generated from them is true."""
+
+    name: str
+    summary: str
+    inputs: Mapping[str, TensorDoc]
+    outputs: Mapping[str, TensorDoc]
+
+
+# What a version folder holds (tests compare it with real exports).
+EXPORT_FILES = {
+    "saved_model.pb": "The graphs and their signatures (below).",
+    "variables/": "The weights, float32 whatever the training precision; no optimizer state.",
+    "assets/": "The tokenizer's files (vocabulary, BPE merges), read by the graph.",
+    "assets.extra/tf_serving_warmup_requests": "Warmup requests (a TFRecord of "
+    "PredictionLog) that TF Serving and tfhf.serve replay before a version answers.",
+    "fingerprint.pb": "TensorFlow's fingerprint of the SavedModel.",
+}
+
+_TEXT_IN = TensorDoc(
+    "string", "[batch]", "Raw texts, tokenized in the graph as in training (WordPiece)."
+)
+CLASSIFIER_SIGNATURES = (
+    SignatureDoc(
+        "serving_default",
+        "Raw text in, label out.",
+        {"text": _TEXT_IN},
+        {
+            "label": TensorDoc("string", "[batch]", "The likeliest label's name."),
+            "label_id": TensorDoc(
+                "int32", "[batch]", "Its index in the run's labels (metrics.json `labels`)."
+            ),
+            "probabilities": TensorDoc(
+                "float32", "[batch, labels]", "Softmax over the labels, in that order."
+            ),
+        },
+    ),
+    SignatureDoc(
+        "encoded",
+        "Token ids in, logits out: for clients that tokenize themselves.",
+        {
+            name: TensorDoc("int32", "[batch, length]", meaning)
+            for name, meaning in (
+                ("input_ids", "WordPiece ids, [CLS] ... [SEP], padded."),
+                ("attention_mask", "1 for tokens, 0 for padding."),
+                ("token_type_ids", "0s for a single text."),
+            )
+        },
+        {"logits": TensorDoc("float32", "[batch, labels]", "The classifier's logits.")},
+    ),
+)
 
 
 class ClassifierServingModule(tf.Module):

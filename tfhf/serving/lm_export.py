@@ -20,6 +20,8 @@ from tfhf.generation.generator import PROMPT_BUCKETS
 from tfhf.generation.sampling import filter_scores, gumbel_choice, hashed_uniform
 from tfhf.serving.export import (
     XLA_TWIN,
+    SignatureDoc,
+    TensorDoc,
     bucket,
     filled_to_row_bucket,
     refuse_unless,
@@ -32,6 +34,74 @@ from tfhf.tracing import unconverted
 DEFAULT_MAX_NEW_TOKENS = 64
 # Tokens per streamed chunk when a request does not say.
 DEFAULT_CHUNK_TOKENS = 8
+
+_ONE_OR_PER_PROMPT = "[1] or [batch]"
+_CONTROL_DOCS = {
+    "max_new_tokens": TensorDoc(
+        "int32",
+        _ONE_OR_PER_PROMPT,
+        "Most tokens to add; prompt and new tokens must fit the context.",
+        f"{DEFAULT_MAX_NEW_TOKENS}, or half the context if less",
+    ),
+    "temperature": TensorDoc(
+        "float32", _ONE_OR_PER_PROMPT, "0: greedy; above 0: sampling at that temperature.", "0"
+    ),
+    "top_k": TensorDoc(
+        "int32", _ONE_OR_PER_PROMPT, "Sampling from the k likeliest tokens; 0: off.", "0"
+    ),
+    "top_p": TensorDoc(
+        "float32", _ONE_OR_PER_PROMPT, "Sampling from the nucleus of this mass; 1.0: off.", "1.0"
+    ),
+    "seed": TensorDoc(
+        "int32",
+        _ONE_OR_PER_PROMPT,
+        "Sampling noise; the same seed and prompt give the same text.",
+        str(DEFAULT_SEED),
+    ),
+}
+_PROMPT_DOC = TensorDoc("string", "[batch]", "Prompts, tokenized in the graph (byte-level BPE).")
+_TEXT_DOC = TensorDoc("string", "[batch]", "The continuation only (the prompt not repeated).")
+_CHUNK_DOC = TensorDoc("int32", "[1]", "Tokens decoded by this call.", str(DEFAULT_CHUNK_TOKENS))
+_LM_STATE = {
+    "step": TensorDoc("int32", "[]", "Tokens decoded so far."),
+    "logits": TensorDoc("float32", "[batch, vocabulary]", "The next token's logits."),
+    "past": TensorDoc(
+        "float32",
+        "[layers, 2, batch, heads, length, head width]",
+        "The key/value cache.",
+    ),
+    "mask": TensorDoc("int32", "[batch, length]", "Which cache positions hold tokens."),
+    "finished": TensorDoc("bool", "[batch]", "Whether a prompt's continuation has ended."),
+    "tokens": TensorDoc("int32", "[batch, new tokens]", "The tokens decoded so far."),
+}
+LM_SIGNATURES = (
+    SignatureDoc(
+        "serving_default",
+        "A prompt in, its continuation out; every control optional.",
+        {"prompt": _PROMPT_DOC, **_CONTROL_DOCS},
+        {"text": _TEXT_DOC},
+    ),
+    SignatureDoc(
+        "serving_default" + XLA_TWIN,
+        "The same text as serving_default, decoded as one XLA program per (rows, prompt, "
+        "new tokens) bucket. TF Serving runs it only with --xla_cpu_compilation_enabled.",
+        {"prompt": _PROMPT_DOC, **_CONTROL_DOCS},
+        {"text": _TEXT_DOC},
+    ),
+    SignatureDoc(
+        "stream_start",
+        "The first chunk_tokens of serving_default's decoding, and the state to go on from.",
+        {"prompt": _PROMPT_DOC, **_CONTROL_DOCS, "chunk_tokens": _CHUNK_DOC},
+        {"text": TensorDoc("string", "[batch]", "The continuation so far."), **_LM_STATE},
+    ),
+    SignatureDoc(
+        "stream_continue",
+        "The next chunk_tokens, from the state stream_start (or the last stream_continue) "
+        "returned; the last chunk's text is serving_default's.",
+        {**_LM_STATE, **_CONTROL_DOCS, "chunk_tokens": _CHUNK_DOC},
+        {"text": TensorDoc("string", "[batch]", "The continuation so far."), **_LM_STATE},
+    ),
+)
 
 
 class LanguageModelServingModule(tf.Module):

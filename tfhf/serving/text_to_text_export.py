@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfhf.config import DEFAULT_SEED
 from tfhf.errors import TfhfError
 from tfhf.generation.generator import PROMPT_BUCKETS
 from tfhf.generation.seq2seq import (
@@ -26,6 +27,8 @@ from tfhf.generation.seq2seq import (
 )
 from tfhf.serving.export import (
     XLA_TWIN,
+    SignatureDoc,
+    TensorDoc,
     bucket,
     filled_to_row_bucket,
     refuse_unless,
@@ -49,6 +52,102 @@ CONTROLS = (
 MAX_BEAMS = 16
 # Tokens per streamed chunk when a request does not say.
 DEFAULT_CHUNK_TOKENS = 8
+
+_RUNS = "the run's"
+_CONTROL_DOCS = {
+    "max_new_tokens": TensorDoc(
+        "int32",
+        "[1]",
+        "Most target tokens, the end token included.",
+        f"{_RUNS} --max_target_length",
+    ),
+    "num_beams": TensorDoc(
+        "int32",
+        "[1]",
+        f"Beam width, 1 to {MAX_BEAMS}; 1: greedy (or sampling).",
+        f"{_RUNS} --num_beams",
+    ),
+    "length_penalty": TensorDoc(
+        "float32",
+        "[1]",
+        "Beam search: > 0 favours longer outputs.",
+        f"{_RUNS} --length_penalty",
+    ),
+    "temperature": TensorDoc(
+        "float32", "[1]", "0: greedy or beam search; above 0: sampling (with num_beams 1).", "0"
+    ),
+    "top_k": TensorDoc("int32", "[1]", "Sampling from the k likeliest tokens; 0: off.", "0"),
+    "top_p": TensorDoc(
+        "float32", "[1]", "Sampling from the nucleus of this mass; 1.0: off.", "1.0"
+    ),
+    "seed": TensorDoc(
+        "int32", "[1]", "Sampling noise; the same seed, the same text.", str(DEFAULT_SEED)
+    ),
+}
+_CHUNK_DOC = TensorDoc("int32", "[1]", "Tokens decoded by this call.", str(DEFAULT_CHUNK_TOKENS))
+_STATE_DOCS = {
+    "length": TensorDoc("int32", "[]", "Target tokens decoded so far."),
+    "running": TensorDoc("int32", "[batch, beams, length]", "The live hypotheses' tokens."),
+    "running_scores": TensorDoc("float32", "[batch, beams]", "Their log-probabilities."),
+    "ended": TensorDoc("int32", "[batch, beams, length]", "Finished hypotheses' tokens."),
+    "ended_scores": TensorDoc("float32", "[batch, beams]", "Their length-penalised scores."),
+    "done": TensorDoc("bool", "[batch, beams]", "Which finished slots are filled."),
+    "searching": TensorDoc("bool", "[batch]", "Whether a text's search can still improve."),
+    "encoded": TensorDoc("float32", "[batch, source length, width]", "The encoder's output."),
+    "encoder_mask": TensorDoc("int32", "[batch, source length]", "Its padding mask."),
+    "cache": TensorDoc(
+        "float32",
+        "[layers, 2, rows, heads, length, head width]",
+        "The decoder's self-attention cache.",
+    ),
+    "cross_cache": TensorDoc(
+        "float32",
+        "[layers, 2, rows, heads, source length, head width]",
+        "Its cross-attention keys and values.",
+    ),
+}
+
+
+def text_to_text_signatures(output_name: str) -> tuple[SignatureDoc, ...]:
+    """The signatures of a text-to-text export whose text output is `output_name`."""
+    text_in = TensorDoc("string", "[batch]", "Source texts, tokenized in the graph.")
+    text_out = TensorDoc("string", "[batch]", f"The {output_name} of each text.")
+    so_far = TensorDoc(
+        "string",
+        "[batch]",
+        f"What the {output_name} is sure to start with so far (all of it once finished); "
+        "beam search sends only what every live hypothesis agrees on.",
+    )
+    finished = TensorDoc("bool", "[batch]", "Whether a text's decoding has ended.")
+    return (
+        SignatureDoc(
+            "serving_default",
+            f"A text in, its {output_name} out; every control optional.",
+            {"text": text_in, **_CONTROL_DOCS},
+            {output_name: text_out},
+        ),
+        SignatureDoc(
+            "serving_default" + XLA_TWIN,
+            "The same text as serving_default, the decoding one XLA program per (rows, "
+            "source, new tokens, beams) bucket. TF Serving runs it only with "
+            "--xla_cpu_compilation_enabled.",
+            {"text": text_in, **_CONTROL_DOCS},
+            {output_name: text_out},
+        ),
+        SignatureDoc(
+            "stream_start",
+            "The first chunk_tokens of serving_default's decoding, and the state to go on from.",
+            {"text": text_in, **_CONTROL_DOCS, "chunk_tokens": _CHUNK_DOC},
+            {output_name: so_far, "finished": finished, **_STATE_DOCS},
+        ),
+        SignatureDoc(
+            "stream_continue",
+            "The next chunk_tokens, from the state stream_start (or the last "
+            "stream_continue) returned; the last chunk's text is serving_default's.",
+            {**_STATE_DOCS, **_CONTROL_DOCS, "chunk_tokens": _CHUNK_DOC},
+            {output_name: so_far, "finished": finished, **_STATE_DOCS},
+        ),
+    )
 
 
 class TextToTextServingModule(tf.Module):

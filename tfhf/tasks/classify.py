@@ -13,7 +13,7 @@ from tfhf.errors import TfhfError
 from tfhf.models import loading
 from tfhf.models.model_folder import load_classifier_folder, save_classifier_folder
 from tfhf.runner import TrainingData
-from tfhf.serving.export import export_classifier
+from tfhf.serving.export import CLASSIFIER_SIGNATURES, export_classifier
 from tfhf.tasks.registry import register_task
 from tfhf.tasks.task import Task
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
@@ -77,9 +77,29 @@ class ClassifyTask(Task):
     config_class = ClassifyConfig
     monitor = "val_accuracy"
     mode = "max"
+    metrics_doc = {
+        **{
+            f"{split}.{key}": f"{meaning} ({split} split, kept epoch)"
+            for split in ("validation", "test")
+            for key, meaning in (
+                ("accuracy", "Share of texts labelled right"),
+                ("macro_f1", "F1 per label, averaged over labels"),
+                ("loss", "Mean cross-entropy"),
+                ("examples", "Texts scored"),
+            )
+        },
+        "labels": "The label names, in the order of the model's outputs.",
+        "train_examples_per_second": "Training speed, after each epoch's first step.",
+        "train_model_flops_per_second": "Model FLOP/s while training: 6 x weights x tokens a "
+        "second, attention and the output layer included.",
+    }
+    model_files = {"tfhf_preprocessing.json": "How texts are tokenized: length and casing."}
+    export_signatures = CLASSIFIER_SIGNATURES
 
     def load_inputs(self) -> str:
         config = self.config
+        # The model first: a mistyped --model stops the run before the data is read.
+        self.folder = loading.resolve_model(config.model)
         self.data = sources.load_classification_data(
             dataset=config.dataset,
             train_file=config.train_file,
@@ -103,7 +123,6 @@ class ClassifyTask(Task):
             f"{len(data.validation)}, test {len(data.test)}; labels {data.label_names}",
             flush=True,
         )
-        self.folder = loading.resolve_model(config.model)
         return data.description
 
     def build_model(self, runtime, scratch):

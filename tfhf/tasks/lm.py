@@ -13,7 +13,7 @@ from tfhf.generation.generator import GenerationSettings, Generator
 from tfhf.models import loading
 from tfhf.models.model_folder import save_pretrained_folder
 from tfhf.runner import TrainingData
-from tfhf.serving.lm_export import export_language_model
+from tfhf.serving.lm_export import LM_SIGNATURES, export_language_model
 from tfhf.tasks.registry import register_task
 from tfhf.tasks.task import Task
 from tfhf.tokenizers import bpe
@@ -105,12 +105,28 @@ class LanguageModelTask(Task):
     """Causal language modelling: a corpus in, a GPT-2, its export and printed samples out."""
 
     config_class = LmConfig
+    metrics_doc = {
+        "validation.loss": "Mean cross-entropy per predicted token, in nats (kept epoch).",
+        "validation.perplexity": "exp(validation.loss).",
+        "validation.accuracy": "Share of predicted tokens that were the likeliest.",
+        "validation.tokens": "Tokens predicted.",
+        "validation.bits_per_character": "The validation loss over the characters the "
+        "predicted tokens spell, in bits: comparable across tokenizers.",
+        "samples": "The continuation of each sample prompt (sampled: temperature 0.8, top-k "
+        "40, --seed), by prompt.",
+        "train_tokens_per_second": "Training speed, after each epoch's first step.",
+        "train_model_flops_per_second": "Model FLOP/s while training: 6 x weights x tokens "
+        "a second, attention and the output layer included.",
+    }
+    export_signatures = LM_SIGNATURES
 
     def model_description(self) -> str:
         return self.config.model or "gpt2 from scratch"
 
     def load_inputs(self) -> str:
         config = self.config
+        # The model first: a mistyped --model stops the run before the data is read.
+        self.folder = loading.resolve_model(config.model) if config.model else None
         self.text = corpus.load_corpus(
             dataset=config.dataset,
             train_file=config.train_file,
@@ -118,7 +134,6 @@ class LanguageModelTask(Task):
             text_column=config.text_column,
             seed=config.seed,
         )
-        self.folder = loading.resolve_model(config.model) if config.model else None
         return self.text.description
 
     def build_model(self, runtime, scratch):

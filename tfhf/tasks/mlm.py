@@ -131,12 +131,23 @@ class MaskedLanguageModelTask(Task):
     """
 
     config_class = MlmConfig
+    metrics_doc = {
+        "validation.loss": "Mean cross-entropy per masked token, in nats (kept epoch).",
+        "validation.perplexity": "exp(validation.loss).",
+        "validation.accuracy": "Share of masked tokens that were the likeliest.",
+        "validation.tokens": "Masked tokens predicted.",
+        "train_tokens_per_second": "Training speed, after each epoch's first step.",
+        "train_model_flops_per_second": "Model FLOP/s while training: 6 x weights x tokens "
+        "a second, attention and the output layer included.",
+    }
 
     def model_description(self) -> str:
         return self.config.model or f"{self.config.architecture} from scratch"
 
     def load_inputs(self) -> str:
         config = self.config
+        # The model first: a mistyped --model stops the run before the data is read.
+        self.folder = loading.resolve_model(config.model) if config.model else None
         self.text = corpus.load_corpus(
             dataset=config.dataset,
             train_file=config.train_file,
@@ -144,7 +155,6 @@ class MaskedLanguageModelTask(Task):
             text_column=config.text_column,
             seed=config.seed,
         )
-        self.folder = loading.resolve_model(config.model) if config.model else None
         return self.text.description
 
     def build_model(self, runtime, scratch):

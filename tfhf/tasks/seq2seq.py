@@ -243,9 +243,31 @@ class Seq2SeqTask(Task):
 
     config_class = Seq2SeqConfig
     output_name = "target"
+    metrics_doc = {
+        "validation.loss": "Mean cross-entropy per target token, in nats (kept epoch).",
+        "validation.perplexity": "exp(validation.loss).",
+        "validation.accuracy": "Share of target tokens that were the likeliest.",
+        "validation.tokens": "Target tokens predicted.",
+        **{
+            f"targets_cut.{split}": f"Targets of the {split} split cut at --max_target_length."
+            for split in ("train", "validation", "test")
+        },
+        "data_source": "Where the pairs came from: the files, or the packaged data's "
+        "versions and sha256.",
+        "train_examples_per_second": "Training speed in pairs, after each epoch's first step.",
+    }
+    workdir_files = {
+        "test_examples.txt": "The first 20 test pairs: source, reference and the output."
+    }
+    model_files = {
+        "tfhf_text_to_text.json": "The task, source and target lengths, casing and the "
+        "decoding the test split was scored with (tfhf.generate's defaults)."
+    }
 
     def load_inputs(self) -> str:
         config = self.config
+        # The model first: a mistyped --model stops the run before the data is read.
+        self.folder = loading.resolve_model(config.model)
         self.data = pairs.load_pairs(
             dataset=config.dataset,
             train_file=config.train_file,
@@ -261,7 +283,6 @@ class Seq2SeqTask(Task):
             f"{len(data.validation)}, test {len(data.test)} pairs",
             flush=True,
         )
-        self.folder = loading.resolve_model(config.model)
         return data.description
 
     def build_model(self, runtime, scratch):

@@ -9,6 +9,7 @@ import numpy as np
 
 from tfhf.config import setting
 from tfhf.generation.seq2seq import TextToText
+from tfhf.serving.text_to_text_export import text_to_text_signatures
 from tfhf.tasks.registry import register_task
 from tfhf.tasks.seq2seq import Seq2SeqConfig, Seq2SeqTask, write_examples
 from tfhf.training.evaluation import lead, rouge
@@ -45,6 +46,20 @@ class SummarizeTask(Seq2SeqTask):
 
     config_class = SummarizeConfig
     output_name = "summary"
+    metrics_doc = {
+        **Seq2SeqTask.metrics_doc,
+        **{
+            f"{part}.{key}": f"{name} F1 of {whose} (stemmed, Google's rouge-score)"
+            for part, whose in (("test", "the summaries"), ("lead_baseline", "the lead"))
+            for key, name in (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"))
+        },
+        "test.mean_summary_words": "Mean words of the generated summaries.",
+        "test.mean_reference_words": "Mean words of the reference summaries.",
+        "test.examples": "Test pairs summarized.",
+        "lead_baseline.words": "N: the lead baseline copies each source's first N words.",
+        "decoding": "The decoding the test split was summarized with.",
+    }
+    export_signatures = text_to_text_signatures("summary")
 
     def evaluate(self, model, workdir) -> dict:
         config = self.config

@@ -26,6 +26,14 @@ class Task:
     # The validation log entry that picks the best epoch, and whether higher is better.
     monitor: ClassVar[str] = "val_loss"
     mode: ClassVar[str] = "min"
+    # What the reference documents (and tests check against real runs): the task's own
+    # metrics.json entries beside the runner's (dotted keys for nested figures; a meaning
+    # that starts with "(if" marks an entry some runs leave out), the files it adds to the
+    # workdir and to model/, and its export's signatures.
+    metrics_doc: ClassVar[dict[str, str]] = {}
+    workdir_files: ClassVar[dict[str, str]] = {}
+    model_files: ClassVar[dict[str, str]] = {}
+    export_signatures: ClassVar[tuple] = ()
 
     def __init__(self, config: TrainConfig):
         if not isinstance(config, self.config_class):

@@ -15,6 +15,7 @@ import numpy as np
 
 from tfhf.config import setting
 from tfhf.generation.seq2seq import DecodingSettings, TextToText
+from tfhf.serving.text_to_text_export import text_to_text_signatures
 from tfhf.tasks.registry import register_task
 from tfhf.tasks.seq2seq import Seq2SeqConfig, Seq2SeqTask, write_examples
 from tfhf.training.evaluation import EvaluateTokensEachEpoch
@@ -127,6 +128,26 @@ class TranslateTask(Seq2SeqTask):
 
     config_class = TranslateConfig
     output_name = "translation"
+    metrics_doc = {
+        **Seq2SeqTask.metrics_doc,
+        "validation.bleu": "(if --curve_examples > 0) Greedy BLEU of the learning curve's "
+        "validation pairs, kept epoch.",
+        "validation.chrf": "(if --curve_examples > 0) Their chrF.",
+        **{
+            f"test.{how}.{key}": f"{meaning}, {words}"
+            for how, words in (("greedy", "greedy decoding"), ("beam", "--num_beams beams"))
+            for key, meaning in (
+                ("bleu", "sacreBLEU BLEU on the test pairs (--bleu_tokenize)"),
+                ("chrf", "sacreBLEU chrF on the test pairs"),
+                ("mean_output_chars", "Mean characters of the outputs"),
+                ("seconds", "Time taken to translate them"),
+                ("decoding", "The decoding settings used"),
+            )
+        },
+        "test.examples": "Test pairs translated (--max_eval_examples).",
+        "learning_curve": "Greedy BLEU and chrF on the curve's validation pairs after each epoch.",
+    }
+    export_signatures = text_to_text_signatures("translation")
 
     def greedy(self) -> DecodingSettings:
         return DecodingSettings(max_new_tokens=self.config.max_target_length)
