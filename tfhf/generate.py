@@ -32,7 +32,7 @@ _MODEL = flags.DEFINE_string(
     "hub id (required).",
 )
 _JIT_COMPILE = flags.DEFINE_bool(
-    "jit_compile", True, "Decode with XLA (--nojit_compile: a plain graph, slow; to compare)."
+    "jit_compile", True, "Decode with XLA (--nojit_compile: without it, slower; to compare)."
 )
 _TEXT = flags.DEFINE_multi_string("text", [], "A prompt, or a text to summarize or translate.")
 _INPUT_FILE = flags.DEFINE_string(
