@@ -491,3 +491,37 @@ def test_the_rest_requests_in_the_docs_are_answered(docs_world):
                 assert set(json.loads(answer)) & {"predictions", "outputs"}, (page, url)
             asked += 1
     assert asked >= 10
+
+
+def test_the_python_api_writes_what_the_command_line_writes(lm_cli_run, translate_cli_run):
+    import tfhf
+
+    tmp, _ = lm_cli_run
+    prompts = ["ROMEO.", "O Romeo, Romeo"]
+    cli = run_module(
+        "tfhf.generate",
+        f"--model={tmp / 'run'}",
+        *[f"--text={p}" for p in prompts],
+        "--max_new_tokens=10",
+    )
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    expected = cli.stdout
+    for path, jit in (
+        (tmp / "run", True),
+        (tmp / "savedmodels" / "lm", True),
+        (tmp / "savedmodels" / "lm", False),
+    ):
+        model = tfhf.load(path, jit_compile=jit, batch_size=1)  # one prompt per call
+        assert isinstance(model, tfhf.LanguageModel)
+        continuations = model.generate(prompts, max_new_tokens=10)
+        assert "".join(f"{p}{c}\n\n" for p, c in zip(prompts, continuations, strict=True)) == (
+            expected
+        ), (path, jit)
+    tmp, _, rows = translate_cli_run
+    texts = [text for text, _ in rows[:3]]
+    workdir, export = tfhf.load(tmp / "run"), tfhf.load(tmp / "savedmodels" / "translate")
+    assert isinstance(workdir, tfhf.Translator) and isinstance(export, tfhf.Translator)
+    assert workdir.translate(texts) == export.translate(texts)  # the run's 2 beams, both
+    assert workdir.translate(texts, num_beams=1) == export.translate(texts, num_beams=1)
+    with pytest.raises(tfhf.TfhfError, match="fixed in an export"):
+        export.translate(texts, no_repeat_ngram_size=2)

@@ -350,30 +350,38 @@ _TEXT_TO_TEXT = {"summarize": Summarizer, "translate": Translator}
 _OUTPUT_TASK = {"summary": "summarize", "translation": "translate"}
 
 
-def _export_call(loaded, output: str, text_input: str):
-    """Calls the export's module function (which fills in the controls' defaults) with the
-    controls given, each as a one-value tensor."""
+def _export_call(loaded, output: str, text_input: str, *, jit_compile: bool, batch_size: int):
+    """Calls the export's module function (which fills in the controls' defaults; its XLA
+    twin with `jit_compile`, as tfhf.serve answers) with the controls given, each as a
+    one-value tensor, `batch_size` texts at a time."""
     import tensorflow as tf
 
-    specs = {spec.name: spec for spec in loaded.generate.input_signature}
+    name = "generate_xla" if jit_compile and hasattr(loaded, "generate_xla") else "generate"
+    specs = {spec.name: spec for spec in getattr(loaded, name).input_signature}
 
     def call(texts: list[str], controls: dict) -> list[str]:
         unknown = sorted(set(controls) - set(specs))
         if unknown:
             raise TfhfError(f"this export takes no '{unknown[0]}' control")
         tensors = {k: tf.constant([v], specs[k].dtype) for k, v in controls.items()}
-        try:
-            out = loaded.generate(**{text_input: tf.constant(texts)}, **tensors)[output]
-        except tf.errors.InvalidArgumentError as e:
-            raise TfhfError(
-                f"the export refused the request: {e.message.splitlines()[0]}"
-            ) from None
-        return [t.decode("utf-8") for t in out.numpy()]
+        # Looked up on `loaded` at each call: the closure keeps the SavedModel (and so the
+        # variables its functions refer to) alive.
+        function = getattr(loaded, name)
+        out = []
+        for start in range(0, len(texts), batch_size):
+            chunk = tf.constant(texts[start : start + batch_size])
+            try:
+                out += function(**{text_input: chunk}, **tensors)[output].numpy().tolist()
+            except tf.errors.InvalidArgumentError as e:
+                raise TfhfError(
+                    f"the export refused the request: {e.message.splitlines()[0]}"
+                ) from None
+        return [t.decode("utf-8") for t in out]
 
     return call
 
 
-def _load_export(version: Path, *, batch_size: int) -> Model:
+def _load_export(version: Path, *, jit_compile: bool, batch_size: int) -> Model:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
 
@@ -387,18 +395,18 @@ def _load_export(version: Path, *, batch_size: int) -> Model:
         return Classifier(version, batch_size)
     if "prompt" in inputs and "text" in outputs:
         loaded = tf.saved_model.load(str(version))
-        return LanguageModel(
-            version, jit_compile=False, export=_export_call(loaded, "text", "prompt")
+        call = _export_call(
+            loaded, "text", "prompt", jit_compile=jit_compile, batch_size=batch_size
         )
+        return LanguageModel(version, jit_compile=jit_compile, export=call)
     for output, task in _OUTPUT_TASK.items():
         if output in outputs:
             loaded = tf.saved_model.load(str(version))
+            call = _export_call(
+                loaded, output, "text", jit_compile=jit_compile, batch_size=batch_size
+            )
             return _TEXT_TO_TEXT[task](
-                version,
-                task=task,
-                jit_compile=False,
-                batch_size=batch_size,
-                export=_export_call(loaded, output, "text"),
+                version, task=task, jit_compile=jit_compile, batch_size=batch_size, export=call
             )
     raise TfhfError(f"{version}: not a tfhf export (serving_default outputs {sorted(outputs)})")
 
@@ -410,7 +418,8 @@ def load(path: str | Path, *, jit_compile: bool = True, batch_size: int = 64) ->
       path: A training workdir (its `model/`), a HuggingFace-format folder, an exported
         SavedModel version folder, or an export root (its highest version); for an lm,
         also a hub id.
-      jit_compile: Decode with XLA (workdirs of lm, summarize and translate runs).
+      jit_compile: Decode with XLA: a workdir of an lm, summarize or translate run in
+        XLA, an export through its `serving_default_xla` twin (as tfhf.serve answers).
       batch_size: Texts per model call.
 
     Returns:
@@ -435,7 +444,7 @@ def load(path: str | Path, *, jit_compile: bool = True, batch_size: int = 64) ->
     given = Path(spec).expanduser()
     version = saved_model_version(given)
     if version is not None:
-        return _load_export(version, batch_size=batch_size)
+        return _load_export(version, jit_compile=jit_compile, batch_size=batch_size)
     if given.is_dir() and not (given / "config.json").exists() and not (given / "model").is_dir():
         raise TfhfError(
             f"--model {spec}: neither a training workdir (model/ inside), a model folder "
