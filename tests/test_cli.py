@@ -404,6 +404,7 @@ def docs_world(cli_run, lm_cli_run, mlm_cli_run, translate_cli_run, tmp_path_fac
             f"--model_config_file={folder / 'models.config'}",
             f"--rest_api_port={rest}",
             f"--port={grpc}",
+            "--allow_reload_config_rpc",  # the serving guide reloads the config over gRPC
         ],
         cwd=folder,
         stdout=subprocess.DEVNULL,

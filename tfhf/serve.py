@@ -112,6 +112,13 @@ _GRPC_RPCS = flags.DEFINE_integer(
     "gRPC: calls running or waiting for a thread; one more is refused at once with "
     "RESOURCE_EXHAUSTED. 0: no cap.",
 )
+_RELOAD_RPC = flags.DEFINE_bool(
+    "allow_reload_config_rpc",
+    False,
+    "Answer gRPC ModelService.HandleReloadConfigRequest, with which any client that reaches "
+    "--port replaces the served models (TF Serving answers it always). Off: refused with "
+    "PERMISSION_DENIED; --model_config_file_poll_wait_seconds reloads from the file instead.",
+)
 _GRACE = flags.DEFINE_float(
     "shutdown_grace_seconds",
     30.0,
@@ -130,6 +137,7 @@ ENTRY_POINT = EntryPoint(
                 "model_base_path",
                 "model_config_file",
                 "model_config_file_poll_wait_seconds",
+                "allow_reload_config_rpc",
                 "file_system_poll_wait_seconds",
                 "jit_compile",
             ),
@@ -238,6 +246,7 @@ def main(argv: list[str]) -> None:
             max_instances=_MAX_INSTANCES.value,
             workers=_GRPC_THREADS.value,
             max_concurrent_rpcs=_GRPC_RPCS.value,
+            allow_reload_config=_RELOAD_RPC.value,
         )
         servers.append(lambda: grpc_server.stop(grace=_GRACE.value).wait())
         print(f"tfhf.serve: gRPC on {_HOST.value}:{port}", flush=True)

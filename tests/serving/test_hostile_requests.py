@@ -283,6 +283,19 @@ def test_grpc_refuses_a_string_that_would_fill_a_declared_shape(server):
     assert server.healthy()
 
 
+def test_grpc_counts_the_padding_a_short_list_of_strings_decodes_to(server):
+    # Two strings declared [64]: decoding repeats the last one 63 times, 126 MB from a 2 MB
+    # message; the size is counted as decoded, not as sent.
+    proto = tf.make_tensor_proto([b"a", b"word " * 400_000])
+    proto.tensor_shape.dim[0].size = 64
+    start = time.monotonic()
+    error = grpc_predict(server, proto)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"decodes to {1 + 63 * 2_000_000} bytes" in error.details()
+    assert time.monotonic() - start < 5
+    assert server.healthy()
+
+
 def test_grpc_refuses_a_tensor_kind_no_request_carries(server):
     proto = tf.make_tensor_proto(["a"])
     proto.dtype = tf.variant.as_datatype_enum
@@ -345,3 +358,79 @@ def test_slow_and_idle_connections_do_not_stop_a_well_behaved_client(server):
             sock.close()
     assert answered == [True] * 30
     assert len(dropped) == 400
+
+
+def test_clients_that_leave_mid_body_log_one_line_each_and_no_traceback(server, caplog):
+    with caplog.at_level("INFO", logger="tfhf.serve"):
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                sock.sendall(PREDICT + b"Content-Length: 1000\r\n\r\n" + b'{"instances": [')
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert server.healthy()
+    records = [r for r in caplog.records if r.name.startswith(("tfhf", "aiohttp"))]
+    assert not [r for r in records if r.exc_info or r.levelno >= logging.ERROR]
+    assert len(records) <= 5
+    assert all("\n" not in r.getMessage() for r in records)
+
+
+def test_a_malformed_grpc_message_is_refused_in_one_line(server, caplog):
+    call = server.channel.unary_unary(
+        "/tensorflow.serving.PredictionService/Predict",
+        request_serializer=lambda raw: raw,
+        response_deserializer=predict_pb2.PredictResponse.FromString,
+    )
+    with caplog.at_level("INFO"):
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as refused:
+                call(b"\xff\xff\xff not a protocol buffer", timeout=30)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert server.healthy()
+
+
+class Scaled(tf.Module):
+    """`serving_default`: `x` (float32 [batch]) times `factor` ([1] for the whole batch, or
+    [batch]), as an lm export's controls are; `serving_default_xla` the same, compiled."""
+
+    def scale(self, x, factor):
+        return {"y": x * factor}
+
+    SPECS = [tf.TensorSpec([None], tf.float32, name=n) for n in ("x", "factor")]
+
+    @tf.function(input_signature=SPECS)
+    def plain(self, x, factor):
+        return self.scale(x, factor)
+
+    @tf.function(input_signature=SPECS, jit_compile=True)
+    def compiled(self, x, factor):
+        return self.scale(x, factor)
+
+
+@pytest.mark.parametrize("max_rows_per_call, parts", [(2, [2, 2, 1]), (0, [64, 36])])
+def test_a_request_with_one_value_controls_is_split_too(tmp_path, max_rows_per_call, parts):
+    module = Scaled()
+    signatures = {
+        "serving_default": module.plain.get_concrete_function(),
+        "serving_default_xla": module.compiled.get_concrete_function(),
+    }
+    tf.saved_model.save(module, str(tmp_path / "m" / "1"), signatures=signatures)
+    rows = 5 if max_rows_per_call else 100
+    running = Server([ms.ModelSpec("m", tmp_path / "m")], max_rows_per_call=max_rows_per_call)
+    try:
+        servable = running.manager.model("m").current
+        function, calls = servable._functions["serving_default"], []
+
+        def counting(**inputs):
+            calls.append((int(inputs["x"].shape[0]), int(inputs["factor"].shape[0])))
+            return function(**inputs)
+
+        servable._functions["serving_default"] = counting
+        x = list(range(rows))
+        status, answer = running.post("/v1/models/m:predict", {"inputs": {"x": x, "factor": [3.0]}})
+        assert status == 200 and answer["outputs"] == [3.0 * v for v in x]
+        # The XLA twin answers, in parts no larger than its largest row bucket (64), each
+        # with the whole one-value control.
+        assert calls == [(n, 1) for n in parts]
+    finally:
+        running.stop()

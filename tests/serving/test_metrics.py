@@ -115,3 +115,58 @@ def test_the_cli_refuses_metrics_without_a_rest_port(tmp_path):
     )
     assert result.returncode == 2
     assert "served on the REST port" in result.stderr.strip().splitlines()[-1]
+
+
+def test_metric_labels_name_only_what_is_served(tmp_path):
+    export_sleeper(tmp_path / "m", 1)
+    metrics = ms.Metrics(ms.parse_monitoring_config(CONFIG))
+    manager = ms.ModelManager([ms.ModelSpec("m", tmp_path / "m")], poll_seconds=0, metrics=metrics)
+    manager.start()
+    rest = ms.rest_server(manager, port=0)
+    threading.Thread(target=rest.serve_forever, daemon=True).start()
+    server, port = ms.grpc_server(manager, port=0)
+
+    def post(path, body) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", rest.server_address[1])
+        connection.request("POST", path, json.dumps(body))
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    try:
+        hostile = [f"name{i}\r{'x' * 100}" for i in range(30)]
+        for name in hostile:
+            assert (
+                post(f"/v1/models/{name.replace(chr(13), '%0D')}:predict", {"instances": [0.0]})
+                == 404
+            )
+            body = {"signature_name": name + "y" * 10_000, "instances": [0.0]}
+            assert post("/v1/models/m:predict", body) == 400
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = name
+            request.model_spec.signature_name = name
+            with (
+                grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+                pytest.raises(grpc.RpcError),
+            ):
+                prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, 30.0)
+        text = metrics.exposition().decode()
+    finally:
+        server.stop(grace=None)
+        rest.shutdown()
+        manager.stop()
+    assert "\r" not in text and "xxxx" not in text and "yyyy" not in text
+    requests = {
+        labels: value
+        for (name, labels), value in samples(text).items()
+        if name == "tfhf_serve_requests_total"
+    }
+    by = {
+        tuple(v for k, v in labels if k in ("api", "model", "signature", "status")): value
+        for labels, value in requests.items()
+    }
+    assert by == {
+        ("rest", "unknown", "unknown", "NOT_FOUND"): 30,
+        ("rest", "m", "unknown", "INVALID_ARGUMENT"): 30,
+        ("grpc", "unknown", "unknown", "NOT_FOUND"): 30,
+    }

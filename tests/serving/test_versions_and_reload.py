@@ -15,6 +15,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from sleeper_model import export_sleeper
 from tensorflow_serving.apis import (
+    get_model_status_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
@@ -44,11 +45,11 @@ def config_text(*models: tuple[str, object, str]) -> str:
 class Front:
     """REST and gRPC over a started manager."""
 
-    def __init__(self, manager):
+    def __init__(self, manager, *, allow_reload_config=True):
         self.manager = manager
         self.rest = ms.rest_server(manager, port=0)
         threading.Thread(target=self.rest.serve_forever, daemon=True).start()
-        self.grpc, port = ms.grpc_server(manager, port=0)
+        self.grpc, port = ms.grpc_server(manager, port=0, allow_reload_config=allow_reload_config)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
 
     def http(self, method: str, path: str, body=None) -> tuple[int, dict]:
@@ -105,10 +106,58 @@ def test_a_version_removed_from_disk_is_unloaded(versions, tmp_path):
     assert [s["state"] for s in manager.status("m")] == ["END", "AVAILABLE", "AVAILABLE"]
     with pytest.raises(ms.NotFound):
         manager.servable("m", 3)
-    # The last one too: TF Serving serves nothing rather than a folder that is gone.
-    shutil.rmtree(tmp_path / "m")
+    # The last ones too: nothing is served rather than a folder that is gone.
+    for v in (1, 2):
+        shutil.rmtree(tmp_path / "m" / str(v))
     manager.model("m").poll()
     assert manager.model("m").versions == []
+
+
+def test_a_base_path_gone_for_a_while_keeps_its_versions_and_says_so_once(
+    versions, tmp_path, caplog
+):
+    shutil.copytree(versions, tmp_path / "m")
+    front = Front(started(config_text(("m", tmp_path / "m", ""))))
+    try:
+        caplog.clear()
+        (tmp_path / "m").rename(tmp_path / "m.away")  # `mv m m.away`, as a deploy script might
+        with caplog.at_level("WARNING", logger="tfhf.serve"):
+            for _ in range(3):
+                front.manager.model("m").poll()
+            status, _ = front.http("POST", "/v1/models/m:predict", {"instances": [1.0]})
+            assert status == 200  # version 3 still answers
+            assert front.manager.model("m").versions == [3]
+            (tmp_path / "m.away").rename(tmp_path / "m")
+            front.manager.model("m").poll()
+        said = [r.getMessage() for r in caplog.records if r.name == "tfhf.serve"]
+        assert said == [
+            f"model m: base path {tmp_path / 'm'} is missing; still serving version 3 until "
+            "it returns",
+            f"model m: base path {tmp_path / 'm'} is back",
+        ]
+        assert front.manager.model("m").versions == [3]
+    finally:
+        front.stop()
+
+
+def test_a_version_folder_beyond_int64_is_ignored_with_one_warning(versions, tmp_path, caplog):
+    shutil.copytree(versions, tmp_path / "m")
+    shutil.copytree(versions / "1", tmp_path / "m" / "99999999999999999999")
+    with caplog.at_level("WARNING", logger="tfhf.serve"):
+        front = Front(started(config_text(("m", tmp_path / "m", ""))))
+        front.manager.model("m").poll()
+    try:
+        assert front.manager.model("m").versions == [3]
+        ignored = [r.getMessage() for r in caplog.records if "int64" in r.getMessage()]
+        assert ignored == [
+            "model m: version folder 99999999999999999999 ignored: versions must fit in int64"
+        ]
+        status = model_service_pb2_grpc.ModelServiceStub(front.channel).GetModelStatus(
+            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "m"}), 30.0
+        )
+        assert [v.version for v in status.model_version_status] == [3]
+    finally:
+        front.stop()
 
 
 def _batcher_threads() -> int:
@@ -237,3 +286,19 @@ def test_a_polled_config_file_is_applied_when_it_changes(versions, tmp_path):
         assert manager.servable("z").version == 3
     finally:
         manager.stop()
+
+
+def test_the_reload_config_rpc_is_refused_unless_turned_on(versions):
+    front = Front(started(config_text(("m", versions, ""))), allow_reload_config=False)
+    try:
+        request = model_management_pb2.ReloadConfigRequest()
+        text_format.Parse(config_text(("k", versions, "")), request.config)
+        stub = model_service_pb2_grpc.ModelServiceStub(front.channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.HandleReloadConfigRequest(request, 30.0)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "--allow_reload_config_rpc" in refused.value.details()
+        assert list(front.manager.models) == ["m"]  # nothing unloaded
+        assert front.http("POST", "/v1/models/m:predict", {"instances": [1.0]})[0] == 200
+    finally:
+        front.stop()

@@ -144,6 +144,24 @@ def rows_of(inputs: dict[str, np.ndarray]) -> int | None:
     return firsts.pop()
 
 
+def split_rows(inputs: dict[str, np.ndarray]) -> int | None:
+    """The rows a request can be split into: the first dimension its row inputs share, where
+    an input of first dimension 1 holds one value for every row (a control such as an lm
+    export's `temperature` [1]); None when no such count exists.
+
+    Example:
+      >>> split_rows({"prompt": np.zeros(5), "temperature": np.zeros(1)})
+      5
+      >>> split_rows({"prompt": np.zeros(5), "temperature": np.zeros(3)}) is None
+      True
+    """
+    firsts = {np.shape(v)[0] if np.ndim(v) else None for v in inputs.values()}
+    if None in firsts or not firsts:
+        return None
+    rows = max(firsts)
+    return rows if firsts <= {1, rows} else None
+
+
 def _stackable(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     return a.keys() == b.keys() and all(
         np.shape(a[k])[1:] == np.shape(b[k])[1:] and a[k].dtype.kind == b[k].dtype.kind for k in a

@@ -42,13 +42,19 @@ class ModelSpec:
     policy: VersionPolicy = VersionPolicy()
     labels: dict[str, int] = dataclasses.field(default_factory=dict, hash=False)
 
-    def versions_on_disk(self) -> list[int]:
-        """The integer version folders under `base_path`, ascending; `[]` if it is missing."""
-        if not self.base_path.is_dir():
-            return []
-        return sorted(
-            int(p.name) for p in self.base_path.iterdir() if is_decimal(p.name) and p.is_dir()
-        )
+    def versions_on_disk(self) -> list[int] | None:
+        """The integer version folders under `base_path`, ascending; None if `base_path`
+        is missing (or cannot be read). Numbers beyond int64, which TF Serving's protocol
+        cannot carry, are listed too: the caller leaves them out."""
+        try:
+            names = [p.name for p in self.base_path.iterdir() if p.is_dir()]
+        except OSError:
+            return None
+        return sorted(int(name) for name in names if is_decimal(name))
+
+
+# The largest version TF Serving's protocol carries (ModelSpec.version is an int64).
+MAX_VERSION = 2**63 - 1
 
 
 def is_decimal(text: str) -> bool:

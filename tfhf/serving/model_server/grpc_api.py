@@ -3,21 +3,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent import futures
 from typing import NoReturn
 
 import grpc
 import numpy as np
 import tensorflow as tf
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, message_factory
+from google.protobuf.message import DecodeError
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_management_pb2,
     model_pb2,
+    model_service_pb2,
     model_service_pb2_grpc,
     predict_pb2,
+    prediction_service_pb2,
     prediction_service_pb2_grpc,
     status_pb2,
 )
@@ -37,6 +41,7 @@ def grpc_server(
     max_instances: int = 1024,
     workers: int = 16,
     max_concurrent_rpcs: int = 256,
+    allow_reload_config: bool = False,
 ) -> tuple[grpc.Server, int]:
     """TF Serving's `PredictionService` and `ModelService` over `manager`, started.
 
@@ -50,6 +55,9 @@ def grpc_server(
       workers: Threads answering requests.
       max_concurrent_rpcs: Calls running or waiting for a thread; one more is refused at
         once with RESOURCE_EXHAUSTED instead of queueing without bound. 0: no cap.
+      allow_reload_config: Answer `ModelService.HandleReloadConfigRequest`, with which any
+        client that reaches the port replaces the served models; off, it is refused with
+        PERMISSION_DENIED.
 
     Returns:
       (server, bound port).
@@ -66,17 +74,18 @@ def grpc_server(
     predictions = PredictionServicer(
         manager, max_message_bytes=max_message_bytes, max_instances=max_instances
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(predictions, server)
+    _add_service(server, prediction_service_pb2.DESCRIPTOR, predictions)
+    model_service = ModelServicer(manager, allow_reload_config=allow_reload_config)
+    _add_service(server, model_service_pb2.DESCRIPTOR, model_service)
     # tfhf's own service (prediction_stream.proto): TF Serving's messages, streamed.
     streaming = grpc.unary_stream_rpc_method_handler(
-        predictions.PredictStream,
-        request_deserializer=predict_pb2.PredictRequest.FromString,
+        _refusing_malformed(predictions.PredictStream, streams=True),
+        request_deserializer=_tolerant(predict_pb2.PredictRequest),
         response_serializer=predict_pb2.PredictResponse.SerializeToString,
     )
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(STREAM_SERVICE, {"PredictStream": streaming}),)
     )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
         raise OSError(f"cannot bind gRPC to {host}:{port}")
@@ -128,7 +137,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def _predict(self, request, context, record: dict) -> predict_pb2.PredictResponse:
         servable = self.manager.servable(*_model_of(request.model_spec))
         signature = request.model_spec.signature_name or "serving_default"
-        record.update(version=servable.version, signature=signature)
+        known = signature if signature in servable.signature_defs else ""
+        record.update(version=servable.version, signature=known)
         inputs = {name: self._decoded(name, proto) for name, proto in request.inputs.items()}
         check_rows(inputs, max_instances=self.max_instances)
         outputs = servable.predict(signature, inputs, cancelled=lambda: not context.is_active())
@@ -171,11 +181,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise RequestError(
                 f"input '{name}' has dtype {kind}; requests carry numbers, booleans or strings"
             )
-        # One value fills the whole declared shape when decoded: a 3.5 MB string declared
-        # [1000] would become 3.5 GB. The decoded size is bounded like the message.
+        # Fewer values than the shape holds are padded with the last one when decoded
+        # (`make_ndarray`): a 3.5 MB string declared [1000] would become 3.5 GB, and so would
+        # ["a", <3.5 MB>]. The decoded size, as the model would see it, is bounded like the
+        # message.
         if proto.dtype == types_pb2.DT_STRING:
             values = proto.string_val
-            size = count * len(values[0]) if len(values) == 1 else sum(map(len, values))
+            padding = max(0, count - len(values)) * (len(values[-1]) if values else 0)
+            size = sum(map(len, values)) + padding
         else:
             size = count * tf.dtypes.as_dtype(proto.dtype).size
         if size > self.max_message_bytes:
@@ -193,6 +206,12 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     """GetModelStatus and HandleReloadConfigRequest over `manager`'s models."""
 
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        if not self.allow_reload_config:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "reloading the model config over gRPC is off (tfhf.serve "
+                "--allow_reload_config_rpc turns it on)",
+            )
         # As TF Serving answers it: the call succeeds and its status says how the reload went.
         response = model_management_pb2.ReloadConfigResponse()
         try:
@@ -202,8 +221,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             response.status.error_message = str(e)
         return response
 
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, *, allow_reload_config: bool = False):
         self.manager = manager
+        self.allow_reload_config = allow_reload_config
 
     def GetModelStatus(self, request, context):  # noqa: N802
         try:
@@ -225,6 +245,70 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 STREAM_SERVICE = "tfhf.serving.PredictionStreamService"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Malformed:
+    """A request whose bytes did not parse: handed to the method, which refuses it."""
+
+    reason: str
+
+
+def _tolerant(message_class):
+    """A request deserializer that returns `_Malformed` instead of raising: grpcio answers a
+    deserializer's exception with INTERNAL and logs a traceback per request."""
+
+    def parse(raw: bytes):
+        try:
+            return message_class.FromString(raw)
+        except DecodeError as e:
+            return _Malformed(f"not a valid {message_class.DESCRIPTOR.full_name}: {e}")
+
+    return parse
+
+
+def _refusing_malformed(method, *, streams: bool = False):
+    """`method`, refusing a `_Malformed` request with INVALID_ARGUMENT."""
+
+    def refuse(request, context):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is {request.reason}")
+
+    if streams:
+
+        def stream(request, context):
+            if isinstance(request, _Malformed):
+                refuse(request, context)
+            yield from method(request, context)
+
+        return stream
+
+    def unary(request, context):
+        if isinstance(request, _Malformed):
+            refuse(request, context)
+        return method(request, context)
+
+    return unary
+
+
+def _add_service(server: grpc.Server, file_descriptor, servicer) -> None:
+    """Every method of the one service `file_descriptor` declares, answered by `servicer`'s
+    method of that name (the base class answers UNIMPLEMENTED), with tolerant
+    deserializers: what grpcio's generated `add_*_to_server` does, but a malformed message
+    gets INVALID_ARGUMENT in one line rather than INTERNAL and a logged traceback."""
+    (service,) = file_descriptor.services_by_name.values()
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            _refusing_malformed(getattr(servicer, method.name)),
+            request_deserializer=_tolerant(message_factory.GetMessageClass(method.input_type)),
+            response_serializer=message_factory.GetMessageClass(
+                method.output_type
+            ).SerializeToString,
+        )
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
 
 
 def _model_of(spec: model_pb2.ModelSpec) -> tuple[str, int | None, str | None]:

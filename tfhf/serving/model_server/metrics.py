@@ -22,6 +22,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from tfhf.serving.model_server.errors import Cancelled, NotFound, RequestError
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"  # TF Serving's
+# The label of a model or signature the server does not serve.
+UNKNOWN = "unknown"
 
 
 def _monitoring_config_class():
@@ -126,7 +128,12 @@ class Metrics:
     @contextlib.contextmanager
     def track(self, api: str, model: str):
         """Counts and times one request; the caller fills in `version` and `signature` as
-        it learns them. The status is read from the exception, if one leaves the block."""
+        it learns them. The status is read from the exception, if one leaves the block.
+
+        Labels come only from what the server serves, never from the request as sent: a
+        model is named once its version is known (found), a signature once the caller has
+        found it in the export; anything else is counted under "unknown", so a client
+        cannot grow the metrics with names of its own."""
         labels = {"version": "", "signature": ""}
         start = time.perf_counter()
         status = "OK"
@@ -146,7 +153,9 @@ class Metrics:
             raise
         finally:
             if self.config.enabled:
-                version, signature = str(labels["version"]), labels["signature"]
+                version = str(labels["version"])
+                model = model if version else UNKNOWN
+                signature = labels["signature"] or UNKNOWN
                 self._requests.labels(model, version, signature, api, status).inc()
                 self._latency.labels(model, signature, api).observe(time.perf_counter() - start)
 

@@ -150,6 +150,12 @@ class RestServer:
         except asyncio.CancelledError:
             cancelled.set()  # the client has gone: the model call stops at its next chunk
             raise
+        except ConnectionError:
+            # The client left mid-request (its body cut short, say): nobody reads an answer,
+            # and hostile clients must not flood the log with tracebacks.
+            cancelled.set()
+            log.info("client left during %s %s", request.method, request.path[:200])
+            return web.Response(status=HTTPStatus.BAD_REQUEST)
         except RequestError as e:
             return _json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
         except NotFound as e:
@@ -281,12 +287,12 @@ class RestServer:
         with self.manager.metrics.track("rest", name) as record:
             servable = self.manager.servable(name, version, label)
             record["version"] = servable.version
-            if isinstance(body, dict) and isinstance(body.get("signature_name"), str):
-                record["signature"] = body["signature_name"]
+            named = body.get("signature_name", "serving_default") if isinstance(body, dict) else ""
+            if isinstance(named, str) and named in servable.signature_defs:  # export's names only
+                record["signature"] = named
             signature, inputs, rows = parse_predict_body(
                 body, servable, max_instances=self.max_instances
             )
-            record["signature"] = signature
             outputs = servable.predict(signature, inputs, cancelled=cancelled.is_set)
             return predict_response(outputs, rows)
 

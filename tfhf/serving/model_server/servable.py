@@ -9,8 +9,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from tfhf.serving.export import XLA_TWIN, read_signature_defs
-from tfhf.serving.model_server.batching import Batcher, rows_of
+from tfhf.serving.export import ROW_BUCKETS, XLA_TWIN, read_signature_defs
+from tfhf.serving.model_server.batching import Batcher, rows_of, split_rows
 from tfhf.serving.model_server.errors import Cancelled, RequestError
 from tfhf.serving.model_server.memory import release_memory
 from tfhf.serving.model_server.metrics import Metrics
@@ -28,6 +28,9 @@ class Servable:
         each request alone.
       max_rows_per_call: A request with more rows runs in calls of this many (the same
         outputs, memory bounded by the call rather than by the request); 0 never splits.
+        A one-value control input (`temperature` [1]) goes whole into every call. An XLA
+        signature's calls hold at most the export's largest row bucket (64), so that no
+        row count compiles a program of its own.
       metrics: Where the batchers record batch sizes, or None.
       xla_twins: Answer requests to a signature with its XLA-compiled twin, where the
         export has one (the `serving_default_xla` of lm, summarize and translate exports:
@@ -52,10 +55,14 @@ class Servable:
         self.signature_defs = read_signature_defs(path)
         self._loaded = tf.saved_model.load(str(path), tags=["serve"])
         self._functions = {k: self._loaded.signatures[k] for k in self.signature_defs}
+        # Signatures answered by an XLA program, compiled once per row bucket: a call of more
+        # rows than the largest bucket would compile a program of its own.
+        self._compiled = {k for k in self._functions if k.endswith(XLA_TWIN)}
         if xla_twins:
             for key in list(self._functions):
                 if key + XLA_TWIN in self._functions:
                     self._functions[key] = self._functions[key + XLA_TWIN]
+                    self._compiled.add(key)
         self._batchers = {}
         if batching:
             self._batchers = {
@@ -207,7 +214,9 @@ class Servable:
         return checked
 
     def _call_in_parts(self, signature: str, inputs: dict, cancelled) -> dict[str, np.ndarray]:
-        rows, step = rows_of(inputs), self.max_rows_per_call
+        rows, step = split_rows(inputs), self.max_rows_per_call
+        if signature in self._compiled:
+            step = min(step or ROW_BUCKETS[-1], ROW_BUCKETS[-1])
         if not step or rows is None or rows <= step:
             return self._call(signature, inputs)
         parts = []
@@ -215,8 +224,13 @@ class Servable:
             for start in range(0, rows, step):
                 if cancelled is not None and cancelled():
                     raise Cancelled(f"client gone after {start} of {rows} rows")
+                # Row inputs are cut; a one-value control goes whole into every part.
                 part = self._call(
-                    signature, {k: v[start : start + step] for k, v in inputs.items()}
+                    signature,
+                    {
+                        k: v[start : start + step] if len(v) == rows else v
+                        for k, v in inputs.items()
+                    },
                 )
                 wanted = min(step, rows - start)
                 if any(np.ndim(v) == 0 or len(v) != wanted for v in part.values()):

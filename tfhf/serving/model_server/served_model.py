@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-from tfhf.serving.model_server.config import ModelSpec
+from tfhf.serving.model_server.config import MAX_VERSION, ModelSpec
 from tfhf.serving.model_server.errors import NotFound
 from tfhf.serving.model_server.memory import release_memory
 from tfhf.serving.model_server.metrics import Metrics
@@ -48,6 +48,8 @@ class ServedModel:
         self._served: dict[int, Servable] = {}
         self._status: dict[int, tuple[str, str]] = {}
         self._failed: dict[int, float] = {}  # version -> folder mtime when it failed
+        self._base_missing = False  # said once, when the base path goes, and once back
+        self._ignored: set[int] = set()  # version folders out of int64 range, said once
         self.on_load: list = []  # callbacks(model name, version, seconds, error or None)
 
     @property
@@ -107,6 +109,30 @@ class ServedModel:
         unloads the rest in one step. A version that fails keeps the old ones serving; it is
         tried again once its folder changes."""
         on_disk = self.spec.versions_on_disk()
+        if on_disk is None:
+            # The base path is gone (moved away for a moment, or a mount dropped): what is
+            # loaded keeps serving until it returns or the config drops the model.
+            if not self._base_missing:
+                self._base_missing = True
+                log.warning(
+                    "model %s: base path %s is missing; still serving %s until it returns",
+                    self.spec.name,
+                    self.spec.base_path,
+                    _versions_text(self.versions),
+                )
+            return
+        if self._base_missing:
+            self._base_missing = False
+            log.warning("model %s: base path %s is back", self.spec.name, self.spec.base_path)
+        too_large = {v for v in on_disk if v > MAX_VERSION} - self._ignored
+        for version in sorted(too_large):
+            log.warning(
+                "model %s: version folder %d ignored: versions must fit in int64",
+                self.spec.name,
+                version,
+            )
+        self._ignored |= too_large
+        on_disk = [v for v in on_disk if v <= MAX_VERSION]
         served = set(self.versions)
         loaded, warmed = {}, {}
         while True:  # a failed version drops out, and the policy picks again
@@ -195,6 +221,12 @@ class ServedModel:
             return max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.iterdir()])
         except OSError:
             return -1.0
+
+
+def _versions_text(versions: list[int]) -> str:
+    if not versions:
+        return "nothing"
+    return "version" + ("s " if len(versions) > 1 else " ") + ", ".join(map(str, versions))
 
 
 def _unload(servables: list[Servable]) -> None:
