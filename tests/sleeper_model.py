@@ -26,3 +26,51 @@ def export_sleeper(base_path: Path, version: int = 1) -> Path:
     folder = base_path / str(version)
     tf.saved_model.save(module, str(folder), signatures=module.spin)
     return folder
+
+
+CHATTER_CHUNK = 200_000  # characters of new text per row and chunk
+CHATTER_CHUNKS = 50
+
+
+class Chatter(tf.Module):
+    """A streaming export in the shape tfhf.serve expects of lm exports: `stream_start`
+    and `stream_continue` write CHATTER_CHUNK more characters per row each call, for
+    CHATTER_CHUNKS calls, so a client that stops reading soon fills the connection."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompt")])
+    def generate(self, prompt):
+        return {"text": self._text(prompt, CHATTER_CHUNKS)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="prompt")])
+    def stream_start(self, prompt):
+        return self._chunk(prompt, tf.constant(1))
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.bool, name="finished"),
+            tf.TensorSpec([], tf.int32, name="step"),
+        ]
+    )
+    def stream_continue(self, finished, step):
+        return self._chunk(finished, step + 1)
+
+    def _text(self, rows, steps):
+        everything = tf.fill([tf.size(rows)], "x" * (CHATTER_CHUNKS * CHATTER_CHUNK))
+        return tf.strings.substr(everything, 0, steps * CHATTER_CHUNK)
+
+    def _chunk(self, rows, step):
+        finished = tf.fill([tf.size(rows)], step >= CHATTER_CHUNKS)
+        return {"text": self._text(rows, step), "finished": finished, "step": step}
+
+
+def export_chatter(base_path: Path, version: int = 1) -> Path:
+    """Saves a `Chatter` as `base_path/version` and returns that folder."""
+    module = Chatter()
+    folder = base_path / str(version)
+    signatures = {
+        "serving_default": module.generate,
+        "stream_start": module.stream_start,
+        "stream_continue": module.stream_continue,
+    }
+    tf.saved_model.save(module, str(folder), signatures=signatures)
+    return folder

@@ -112,6 +112,25 @@ _GRPC_RPCS = flags.DEFINE_integer(
     "gRPC: calls running or waiting for a thread; one more is refused at once with "
     "RESOURCE_EXHAUSTED. 0: no cap.",
 )
+_LIVE_STREAMS = flags.DEFINE_integer(
+    "max_live_streams",
+    32,
+    "Streams (REST :predict_stream and gRPC PredictStream together) running at once; one "
+    "more is answered 503 / RESOURCE_EXHAUSTED at once. Each holds its decoding state. "
+    "gRPC streams also hold a thread each: at most half of --grpc_max_threads. 0: no cap.",
+)
+_STREAM_ROWS = flags.DEFINE_integer(
+    "max_stream_rows",
+    64,
+    "Most rows (prompts or texts) in one stream: a stream is not split into calls as a "
+    ":predict request is, so its state grows with its rows. 0: no cap.",
+)
+_STREAM_WRITE_TIMEOUT = flags.DEFINE_integer(
+    "stream_write_timeout_in_ms",
+    30_000,
+    "How long a stream waits for a client that stopped reading before it ends and frees "
+    "its state and thread.",
+)
 _RELOAD_RPC = flags.DEFINE_bool(
     "allow_reload_config_rpc",
     False,
@@ -159,6 +178,9 @@ ENTRY_POINT = EntryPoint(
                 "grpc_max_threads",
                 "grpc_max_concurrent_rpcs",
                 "shutdown_grace_seconds",
+                "max_live_streams",
+                "max_stream_rows",
+                "stream_write_timeout_in_ms",
             ),
         ),
         ("monitoring", ("monitoring_config_file",)),
@@ -192,10 +214,17 @@ def main(argv: list[str]) -> None:
             "--max_batch_size and --num_batch_threads must be positive and "
             "--batch_timeout_micros not negative"
         )
-    for flag in (_REST_THREADS, _REST_TIMEOUT, _GRPC_THREADS):
+    for flag in (_REST_THREADS, _REST_TIMEOUT, _GRPC_THREADS, _STREAM_WRITE_TIMEOUT):
         if flag.value < 1:
             fail(f"--{flag.name} must be positive")
-    for flag in (_ROWS_PER_CALL, _REST_CONNECTIONS, _GRPC_RPCS, _GRACE):
+    for flag in (
+        _ROWS_PER_CALL,
+        _REST_CONNECTIONS,
+        _GRPC_RPCS,
+        _GRACE,
+        _LIVE_STREAMS,
+        _STREAM_ROWS,
+    ):
         if flag.value < 0:
             fail(f"--{flag.name} must not be negative")
     if not (_REST_PORT.value or _GRPC_PORT.value):
@@ -224,6 +253,11 @@ def main(argv: list[str]) -> None:
         max_rows_per_call=_ROWS_PER_CALL.value,
         metrics=metrics,
         xla_twins=_XLA_TWINS.value,
+        streams=ms.StreamLimits(
+            max_live=_LIVE_STREAMS.value,
+            max_rows=_STREAM_ROWS.value,
+            write_timeout=_STREAM_WRITE_TIMEOUT.value / 1000,
+        ),
     )
     manager.start()
     if _CONFIG.value and _CONFIG_POLL.value > 0:

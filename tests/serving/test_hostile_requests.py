@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from sleeper_model import export_sleeper
+from sleeper_model import CHATTER_CHUNKS, export_chatter, export_sleeper
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tfhf.models.loading import load_sequence_classifier
@@ -40,16 +40,29 @@ def exports(tiny_model_dir, tmp_path_factory):
 class Server:
     """Both front ends over `specs` on free loopback ports."""
 
-    def __init__(self, specs, *, max_rows_per_call=64, batching=None, **rest_args):
+    def __init__(
+        self,
+        specs,
+        *,
+        max_rows_per_call=64,
+        batching=None,
+        streams=None,
+        grpc_workers=16,
+        **rest_args,
+    ):
         self.manager = ms.ModelManager(
-            specs, poll_seconds=0, max_rows_per_call=max_rows_per_call, batching=batching
+            specs,
+            poll_seconds=0,
+            max_rows_per_call=max_rows_per_call,
+            batching=batching,
+            streams=streams,
         )
         self.manager.start()
         rest_args = {"max_body_bytes": 20_000, "timeout_seconds": 1.0, **rest_args}
         self.rest = ms.rest_server(self.manager, port=0, **rest_args)
         threading.Thread(target=self.rest.serve_forever, daemon=True).start()
         self.port = self.rest.server_address[1]
-        self.grpc, grpc_port = ms.grpc_server(self.manager, port=0)
+        self.grpc, grpc_port = ms.grpc_server(self.manager, port=0, workers=grpc_workers)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
 
     def post(self, path: str, body) -> tuple[int, dict]:
@@ -432,5 +445,96 @@ def test_a_request_with_one_value_controls_is_split_too(tmp_path, max_rows_per_c
         # The XLA twin answers, in parts no larger than its largest row bucket (64), each
         # with the whole one-value control.
         assert calls == [(n, 1) for n in parts]
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def chatty(exports, tmp_path_factory):
+    """The classify export beside a `Chatter`, whose streams fill a connection fast."""
+    root = tmp_path_factory.mktemp("chatty")
+    export_chatter(root / "chatter")
+    return [exports[0], ms.ModelSpec("chatter", root / "chatter")]
+
+
+STREAM = b"POST /v1/models/chatter:predict_stream HTTP/1.1\r\nHost: x\r\n"
+
+
+def _stuck_stream(port: int, rows: int = 1) -> socket.socket:
+    """A stream whose client sends its request and never reads."""
+    body = json.dumps({"inputs": {"prompt": ["a"] * rows}}).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(STREAM + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    return sock
+
+
+def _wait_for(condition, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_live_streams_are_capped_and_one_that_stops_reading_ends_after_the_timeout(chatty, caplog):
+    limits = ms.StreamLimits(max_live=2, max_rows=4, write_timeout=1.0)
+    running = Server(chatty, streams=limits)
+    stuck = []
+    try:
+        stuck = [_stuck_stream(running.port) for _ in range(2)]
+        assert _wait_for(lambda: limits.live == 2)
+        response, _ = exchange(
+            running.port,
+            STREAM + CLOSE + b'Content-Length: 29\r\n\r\n{"inputs": {"prompt": ["a"]}}',
+        )
+        assert response.startswith(b"HTTP/1.1 503")
+        assert "--max_live_streams" in json_body(response)["error"]
+        assert running.healthy()  # a predict is no stream: it is answered meanwhile
+        # The stuck ones end once their writes have waited a second: their slots free.
+        assert _wait_for(lambda: limits.live == 0, seconds=15)
+        status, refused = running.post(
+            "/v1/models/chatter:predict_stream", {"inputs": {"prompt": ["a"] * 5}}
+        )
+        assert status == 400 and "at most 4 rows" in refused["error"]
+    finally:
+        for sock in stuck:
+            sock.close()
+        running.stop()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+def test_grpc_streams_that_stop_reading_leave_threads_for_other_calls(chatty):
+    limits = ms.StreamLimits(max_live=8, max_rows=4, write_timeout=1.0)
+    running = Server(chatty, streams=limits, grpc_workers=4)  # two threads for streams
+    stream = running.channel.unary_stream(
+        "/tfhf.serving.PredictionStreamService/PredictStream",
+        request_serializer=predict_pb2.PredictRequest.SerializeToString,
+        response_deserializer=predict_pb2.PredictResponse.FromString,
+    )
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "chatter"
+    request.inputs["prompt"].CopyFrom(tf.make_tensor_proto(["a", "b"]))
+    try:
+        readers = [stream(request, timeout=60) for _ in range(2)]
+        for reader in readers:
+            next(reader)  # one message read, then no more
+        assert _wait_for(lambda: limits.live == 2)
+        with pytest.raises(grpc.RpcError) as refused:
+            next(stream(request, timeout=60))
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        start = time.monotonic()
+        classify = predict_pb2.PredictRequest()
+        classify.model_spec.name = "classify"
+        classify.inputs["text"].CopyFrom(tf.make_tensor_proto(["fine"]))
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(running.channel)
+        assert stub.Predict(classify, 10.0).outputs["label"]
+        assert time.monotonic() - start < 5
+        # The write timeout cancels the stuck calls, which frees their threads and state.
+        assert _wait_for(lambda: limits.live == 0, seconds=15)
+        for reader in readers:
+            with pytest.raises(grpc.RpcError) as ended:
+                for _ in range(CHATTER_CHUNKS):
+                    next(reader)
+            assert ended.value.code() == grpc.StatusCode.CANCELLED
     finally:
         running.stop()

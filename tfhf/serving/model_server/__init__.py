@@ -31,13 +31,14 @@ Example:
 
 from tfhf.serving.model_server.batching import Batcher
 from tfhf.serving.model_server.config import ModelSpec, parse_model_config
-from tfhf.serving.model_server.errors import NotFound, RequestError
+from tfhf.serving.model_server.errors import NotFound, Overloaded, RequestError
 from tfhf.serving.model_server.grpc_api import grpc_server
 from tfhf.serving.model_server.manager import ModelManager
 from tfhf.serving.model_server.metrics import Metrics, MonitoringConfig, parse_monitoring_config
 from tfhf.serving.model_server.rest import rest_server
 from tfhf.serving.model_server.servable import Servable
 from tfhf.serving.model_server.served_model import ServedModel
+from tfhf.serving.model_server.streams import StreamLimits
 from tfhf.serving.model_server.tensors import parse_predict_body, predict_response
 
 __all__ = [
@@ -47,9 +48,11 @@ __all__ = [
     "ModelSpec",
     "MonitoringConfig",
     "NotFound",
+    "Overloaded",
     "RequestError",
     "Servable",
     "ServedModel",
+    "StreamLimits",
     "grpc_server",
     "parse_model_config",
     "parse_monitoring_config",

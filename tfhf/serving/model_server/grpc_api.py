@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from concurrent import futures
 from typing import NoReturn
 
@@ -27,8 +28,9 @@ from tensorflow_serving.apis import (
 )
 
 from tfhf.serving.model_server.config import specs_from_config
-from tfhf.serving.model_server.errors import Cancelled, NotFound, RequestError
+from tfhf.serving.model_server.errors import Cancelled, NotFound, Overloaded, RequestError
 from tfhf.serving.model_server.manager import ModelManager
+from tfhf.serving.model_server.streams import StreamLimits
 from tfhf.serving.model_server.tensors import check_rows
 
 
@@ -72,7 +74,12 @@ def grpc_server(
         maximum_concurrent_rpcs=max_concurrent_rpcs or None,
     )
     predictions = PredictionServicer(
-        manager, max_message_bytes=max_message_bytes, max_instances=max_instances
+        manager,
+        max_message_bytes=max_message_bytes,
+        max_instances=max_instances,
+        # A stream holds its thread until it ends: half of them at most, so that unary calls
+        # always find one while streams run (or wait on clients that stopped reading).
+        max_live_streams=max(1, workers // 2),
     )
     _add_service(server, prediction_service_pb2.DESCRIPTOR, predictions)
     model_service = ModelServicer(manager, allow_reload_config=allow_reload_config)
@@ -96,10 +103,18 @@ def grpc_server(
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata over `manager`'s served versions."""
 
-    def __init__(self, manager: ModelManager, *, max_message_bytes: int, max_instances: int):
+    def __init__(
+        self,
+        manager: ModelManager,
+        *,
+        max_message_bytes: int,
+        max_instances: int,
+        max_live_streams: int = 0,
+    ):
         self.manager = manager
         self.max_message_bytes = max_message_bytes
         self.max_instances = max_instances
+        self._threads_for_streams = StreamLimits(max_live=max_live_streams)
 
     def Predict(self, request, context):  # noqa: N802
         try:
@@ -111,8 +126,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def PredictStream(self, request, context):  # noqa: N802
         """A generation export's text as it is decoded: one PredictResponse per chunk, its
         text output (`text`, `summary`, `translation`) holding each row's new text."""
+        limits = self.manager.streams
         try:
-            with self.manager.metrics.track("grpc", request.model_spec.name) as record:
+            with (
+                self._threads_for_streams.slot("half of --grpc_max_threads"),
+                limits.slot(),
+                self.manager.metrics.track("grpc", request.model_spec.name) as record,
+            ):
                 servable = self.manager.servable(*_model_of(request.model_spec))
                 record.update(version=servable.version, signature="stream")
                 if request.model_spec.signature_name not in ("", "serving_default"):
@@ -121,6 +141,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     )
                 inputs = {n: self._decoded(n, proto) for n, proto in request.inputs.items()}
                 check_rows(inputs, max_instances=self.max_instances)
+                limits.check_rows(inputs)
                 chunks = servable.stream(inputs, cancelled=lambda: not context.is_active())
                 for pieces in chunks:
                     response = predict_pb2.PredictResponse()
@@ -130,8 +151,17 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     response.outputs[servable.stream_output].CopyFrom(
                         tf.make_tensor_proto(np.array(pieces, dtype=object))
                     )
-                    yield response
-        except (RequestError, NotFound, Cancelled) as e:
+                    # gRPC sends while this generator waits at `yield`: a client that stopped
+                    # reading keeps it there, holding a thread, until the timer cancels the
+                    # call (which ends the send, and this generator at the `yield`).
+                    timer = threading.Timer(limits.write_timeout, context.cancel)
+                    timer.daemon = True
+                    timer.start()
+                    try:
+                        yield response
+                    finally:
+                        timer.cancel()
+        except (RequestError, NotFound, Cancelled, Overloaded) as e:
             _abort(context, e)
 
     def _predict(self, request, context, record: dict) -> predict_pb2.PredictResponse:
@@ -320,6 +350,8 @@ def _model_of(spec: model_pb2.ModelSpec) -> tuple[str, int | None, str | None]:
 def _abort(context: grpc.ServicerContext, e: Exception) -> NoReturn:
     if isinstance(e, NotFound):
         code = grpc.StatusCode.NOT_FOUND
+    elif isinstance(e, Overloaded):
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
     elif isinstance(e, Cancelled):
         code = grpc.StatusCode.CANCELLED
     else:

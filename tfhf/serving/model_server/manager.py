@@ -11,6 +11,11 @@ from tfhf.serving.model_server.config import ModelSpec, parse_model_config
 from tfhf.serving.model_server.errors import NotFound
 from tfhf.serving.model_server.metrics import Metrics
 from tfhf.serving.model_server.served_model import ServedModel
+from tfhf.serving.model_server.streams import StreamLimits
+
+# Each live stream holds its decoding state (a key/value cache per row) until it ends.
+DEFAULT_MAX_LIVE_STREAMS = 32
+DEFAULT_MAX_STREAM_ROWS = 64
 
 log = logging.getLogger("tfhf.serve")
 
@@ -25,6 +30,7 @@ class ModelManager:
       max_rows_per_call: Requests with more rows run in parts this size (`Servable`).
       xla_twins: Answer a signature with its XLA twin where an export has one (`Servable`).
       metrics: Where requests, batches and loads are recorded; None records nothing.
+      streams: The bounds on live streams (`StreamLimits`) both front ends apply.
     """
 
     def __init__(
@@ -36,8 +42,12 @@ class ModelManager:
         max_rows_per_call: int = 64,
         metrics: Metrics | None = None,
         xla_twins: bool = True,
+        streams: StreamLimits | None = None,
     ):
         self.metrics = metrics or Metrics()
+        self.streams = streams or StreamLimits(
+            max_live=DEFAULT_MAX_LIVE_STREAMS, max_rows=DEFAULT_MAX_STREAM_ROWS
+        )
         self._model_args = {
             "batching": batching,
             "max_rows_per_call": max_rows_per_call,

@@ -23,7 +23,7 @@ from aiohttp import http_exceptions, web
 from google.protobuf import json_format
 
 from tfhf.serving.model_server.config import is_decimal
-from tfhf.serving.model_server.errors import Cancelled, NotFound, RequestError
+from tfhf.serving.model_server.errors import Cancelled, NotFound, Overloaded, RequestError
 from tfhf.serving.model_server.manager import ModelManager
 from tfhf.serving.model_server.tensors import check_depth, parse_predict_body, predict_response
 
@@ -160,6 +160,8 @@ class RestServer:
             return _json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
         except NotFound as e:
             return _json(HTTPStatus.NOT_FOUND, {"error": str(e)})
+        except Overloaded as e:
+            return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(e)})
         except _HttpError as e:
             response = _json(e.status, {"error": str(e)})
             response.force_close()  # the rest of the body is not worth waiting for
@@ -204,6 +206,12 @@ class RestServer:
         """Server-Sent Events: `data: {"text": [new text per row]}` per decoded chunk (the
         output `:predict` names: `text`, `summary`, `translation`), then `event: end`. A
         refusal before the first chunk is an ordinary JSON error."""
+        with self.manager.streams.slot():
+            return await self._stream_in_slot(request, raw, cancelled)
+
+    async def _stream_in_slot(
+        self, request: web.BaseRequest, raw: bytes, cancelled: threading.Event
+    ) -> web.StreamResponse:
         chunks, first, key = await self._in_pool(self._open_stream, request.path, raw, cancelled)
         response = web.StreamResponse(
             headers={
@@ -212,16 +220,30 @@ class RestServer:
                 "Server": "tfhf.serve",
             }
         )
+        timeout = self.manager.streams.write_timeout
+
+        async def send(data: bytes) -> None:
+            # A client that stops reading fills the socket's buffers and the write waits:
+            # not longer than the write timeout, then the stream ends and frees its state.
+            await asyncio.wait_for(response.write(data), timeout)
+
         await response.prepare(request)
         try:
-            await response.write(_event({key: first}))
+            await send(_event({key: first}))
             while (pieces := await self._in_pool(next, chunks, None)) is not None:
-                await response.write(_event({key: pieces}))
-            await response.write(_event({}, "end"))
+                await send(_event({key: pieces}))
+            await send(_event({}, "end"))
         except (RequestError, NotFound) as e:
-            await response.write(_event({"error": str(e)}, "error"))
+            await send(_event({"error": str(e)}, "error"))
         except (ConnectionError, Cancelled):
             cancelled.set()  # the client has gone: decoding stops at its next chunk
+            return response
+        except asyncio.TimeoutError:
+            cancelled.set()
+            chunks.close()
+            log.info("stream to a client that stopped reading ended after %g s", timeout)
+            if request.transport is not None:
+                request.transport.abort()
             return response
         await response.write_eof()
         return response
@@ -249,6 +271,7 @@ class RestServer:
                 servable,
                 max_instances=self.max_instances,
             )
+            self.manager.streams.check_rows(inputs)
             chunks = servable.stream(inputs, cancelled=cancelled.is_set)
             return chunks, next(chunks), servable.stream_output
 
