@@ -28,8 +28,9 @@ def main(argv):
     del argv
     import tensorflow_datasets as tfds
 
+    from tfhf import api
     from tfhf.data.pairs import libreoffice_en_zh_builder
-    from tfhf.serving.predictor import load_text_to_text_export, saved_model_version
+    from tfhf.serving.predictor import saved_model_version
 
     version = saved_model_version(Path(_EXPORT_DIR.value))
     if version is None:
@@ -44,10 +45,10 @@ def main(argv):
     strings.sort()  # the draw does not depend on the order tfds reads in
     chosen = np.random.default_rng(_SEED.value).choice(len(strings), _COUNT.value, replace=False)
     english = [strings[i][0] for i in sorted(chosen)]
-    translate = load_text_to_text_export(version)
-    if translate is None:
+    translator = api.load(version, jit_compile=False)  # the plain graph, as TF Serving runs it
+    if not isinstance(translator, api.TextToTextModel):
         raise app.UsageError(f"{version} is not a text-to-text export")
-    outputs = translate(english)  # with the export's default controls
+    outputs = translator.generate(english)  # with the export's default controls
     print(
         f"{len(strings)} interface strings of at most {_MAX_WORDS.value} words in the test "
         f"split; {_COUNT.value} drawn with seed {_SEED.value}; export {version}, its default "

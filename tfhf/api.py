@@ -27,6 +27,7 @@ from typing import NamedTuple
 from tfhf.config import DEFAULT_SEED, TrainConfig
 from tfhf.errors import TfhfError
 from tfhf.runner import RunResult
+from tfhf.serving.lm_export import DEFAULT_MAX_NEW_TOKENS
 
 
 def make_config(task: str = "classify", /, **settings) -> TrainConfig:
@@ -130,6 +131,14 @@ class Model:
         return f"<tfhf {self.task} model from {self.path}>"
 
 
+def _in_batches(call, texts: list[str], batch_size: int) -> list:
+    """`call` on `batch_size` texts at a time, its results joined."""
+    out: list = []
+    for start in range(0, len(texts), batch_size):
+        out += call(texts[start : start + batch_size])
+    return out
+
+
 def _texts(texts: Sequence[str] | str) -> list[str]:
     if isinstance(texts, str):
         raise TfhfError("give a list of texts, not a single string")
@@ -156,11 +165,8 @@ class Classifier(Model):
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """The likeliest label of each text, with its probability."""
-        texts = _texts(texts)
-        out: list[Prediction] = []
-        for start in range(0, len(texts), self.batch_size):
-            out += [Prediction(*p) for p in self._predict(texts[start : start + self.batch_size])]
-        return out
+        predicted = _in_batches(self._predict, _texts(texts), self.batch_size)
+        return [Prediction(*p) for p in predicted]
 
 
 class MaskedLanguageModel(Model):
@@ -180,18 +186,14 @@ class MaskedLanguageModel(Model):
     ) -> list[list[list[tuple[str, float]]]]:
         """For each text, for each of its [MASK]s in order, the `num_fillers` likeliest
         (token, probability)."""
-        texts = _texts(texts)
-        out = []
-        for start in range(0, len(texts), self.batch_size):
-            out += self._fill(texts[start : start + self.batch_size], top_k=num_fillers)
-        return out
+        return _in_batches(
+            lambda batch: self._fill(batch, top_k=num_fillers), _texts(texts), self.batch_size
+        )
 
     def predict(self, texts: Sequence[str]) -> list[list[list[tuple[str, float]]]]:
         return self.fill_mask(texts)
 
 
-# An lm's new tokens when a request does not say (the lm export's default too).
-DEFAULT_MAX_NEW_TOKENS = 64
 # The decoding controls of a summarize or translate model's `generate`, by name.
 _CONTROLS = (
     "max_new_tokens",
@@ -264,7 +266,7 @@ class LanguageModel(Model):
             if max_new_tokens is not None:
                 controls["max_new_tokens"] = max_new_tokens
             return self._export(texts, controls)
-        if max_new_tokens is None:
+        if max_new_tokens is None:  # as the export's default
             max_new_tokens = min(DEFAULT_MAX_NEW_TOKENS, self._generator.context // 2)
         settings = GenerationSettings(
             max_new_tokens=max_new_tokens,
@@ -367,16 +369,17 @@ def _export_call(loaded, output: str, text_input: str, *, jit_compile: bool, bat
         # Looked up on `loaded` at each call: the closure keeps the SavedModel (and so the
         # variables its functions refer to) alive.
         function = getattr(loaded, name)
-        out = []
-        for start in range(0, len(texts), batch_size):
-            chunk = tf.constant(texts[start : start + batch_size])
+
+        def one_call(batch: list[str]) -> list[str]:
             try:
-                out += function(**{text_input: chunk}, **tensors)[output].numpy().tolist()
+                out = function(**{text_input: tf.constant(batch)}, **tensors)[output]
             except tf.errors.InvalidArgumentError as e:
                 raise TfhfError(
                     f"the export refused the request: {e.message.splitlines()[0]}"
                 ) from None
-        return [t.decode("utf-8") for t in out]
+            return [t.decode("utf-8") for t in out.numpy()]
+
+        return _in_batches(one_call, texts, batch_size)
 
     return call
 

@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from tfhf.errors import TfhfError
 from tfhf.models.model_folder import is_classifier_folder, load_classifier_folder
-from tfhf.serving.export import read_signature_defs
 
 Predictor = Callable[[Sequence[str]], list[tuple[str, float]]]
 
@@ -55,31 +54,6 @@ def saved_model_version(path: Path) -> Path | None:
         int(p.name) for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").exists()
     )
     return path / str(versions[-1]) if versions else None
-
-
-# The output of a text-to-text export's signature, by task.
-TEXT_OUTPUTS = ("summary", "translation")
-
-
-def load_text_to_text_export(version_dir: Path) -> Callable[[Sequence[str]], list[str]] | None:
-    """A function from texts to generated texts (with the export's default controls) if
-    `version_dir` holds a text-to-text export, else None."""
-    import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
-
-    # The signature is read from the file first: other exports are not loaded twice.
-    signature = read_signature_defs(version_dir).get("serving_default")
-    outputs = set(signature.outputs) if signature is not None else set()
-    names = [name for name in TEXT_OUTPUTS if name in outputs]
-    if not names:
-        return None
-    loaded = tf.saved_model.load(str(version_dir))
-
-    def generate(texts):
-        # The module's function, not the signature: it fills in the controls' defaults.
-        out = loaded.generate(tf.constant(list(texts), tf.string))[names[0]]
-        return [t.decode("utf-8") for t in out.numpy()]
-
-    return generate
 
 
 def load_predictor(model_dir: str | Path) -> Predictor:
