@@ -131,6 +131,28 @@ _STREAM_WRITE_TIMEOUT = flags.DEFINE_integer(
     "How long a stream waits for a client that stopped reading before it ends and frees "
     "its state and thread.",
 )
+_MODEL_CALLS = flags.DEFINE_integer(
+    "max_model_calls",
+    0,
+    "Model calls (a request, a part of a split request, a batch, a stream's chunk) running "
+    "at once over REST and gRPC. Each model holds at most its share (this over the number "
+    "of models, at least 1), kept free for it; a freed slot goes to the waiting model that "
+    "has used the least time. 0: twice the cores the process may use.",
+)
+_INTRA_OP = flags.DEFINE_integer(
+    "tensorflow_intra_op_parallelism",
+    0,
+    "Threads TensorFlow runs one op's parallel work on (TF Serving's name). 0: as many as "
+    "--max_model_calls, so that each call running has threads of its own and the system "
+    "shares the cores between them, rather than a small model's ops queueing behind a "
+    "large one's (TF's own default is one thread per core).",
+)
+_INTER_OP = flags.DEFINE_integer(
+    "tensorflow_inter_op_parallelism",
+    0,
+    "Threads TensorFlow runs independent ops on (TF Serving's name). 0: as many as "
+    "--max_model_calls.",
+)
 _RELOAD_RPC = flags.DEFINE_bool(
     "allow_reload_config_rpc",
     False,
@@ -172,6 +194,9 @@ ENTRY_POINT = EntryPoint(
                 "max_body_bytes",
                 "max_instances",
                 "max_rows_per_call",
+                "max_model_calls",
+                "tensorflow_intra_op_parallelism",
+                "tensorflow_inter_op_parallelism",
                 "rest_api_num_threads",
                 "rest_api_timeout_in_ms",
                 "rest_api_max_connections",
@@ -219,6 +244,9 @@ def main(argv: list[str]) -> None:
             fail(f"--{flag.name} must be positive")
     for flag in (
         _ROWS_PER_CALL,
+        _MODEL_CALLS,
+        _INTRA_OP,
+        _INTER_OP,
         _REST_CONNECTIONS,
         _GRPC_RPCS,
         _GRACE,
@@ -229,6 +257,13 @@ def main(argv: list[str]) -> None:
             fail(f"--{flag.name} must not be negative")
     if not (_REST_PORT.value or _GRPC_PORT.value):
         fail("both --rest_api_port and --port are 0: nothing to serve on")
+
+    import tensorflow as tf
+
+    # Before any model loads: TensorFlow fixes its thread pools when it first runs an op.
+    model_calls = _MODEL_CALLS.value or ms.default_max_model_calls()
+    tf.config.threading.set_intra_op_parallelism_threads(_INTRA_OP.value or model_calls)
+    tf.config.threading.set_inter_op_parallelism_threads(_INTER_OP.value or model_calls)
 
     metrics = ms.Metrics()
     if _MONITORING.value:
@@ -258,6 +293,7 @@ def main(argv: list[str]) -> None:
             max_rows=_STREAM_ROWS.value,
             write_timeout=_STREAM_WRITE_TIMEOUT.value / 1000,
         ),
+        max_model_calls=model_calls,
     )
     manager.start()
     if _CONFIG.value and _CONFIG_POLL.value > 0:

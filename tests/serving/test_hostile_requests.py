@@ -48,14 +48,18 @@ class Server:
         batching=None,
         streams=None,
         grpc_workers=16,
+        max_model_calls=4,
+        metrics=None,
         **rest_args,
     ):
         self.manager = ms.ModelManager(
             specs,
             poll_seconds=0,
+            metrics=metrics,
             max_rows_per_call=max_rows_per_call,
             batching=batching,
             streams=streams,
+            max_model_calls=max_model_calls,
         )
         self.manager.start()
         rest_args = {"max_body_bytes": 20_000, "timeout_seconds": 1.0, **rest_args}
@@ -241,6 +245,85 @@ def test_a_client_that_leaves_mid_request_stops_its_work(exports):
         assert time.monotonic() - start < 2.5
     finally:
         alone.stop()
+
+
+def test_a_flooded_model_cannot_keep_another_model_waiting(exports):
+    # Two REST threads and two model calls at once, one of each kept for each model. Six
+    # sleeper requests of 1.5 s arrive first: in one first-come pool they would hold both
+    # threads, and classify would wait behind them for 4.5 s or more.
+    running = Server(exports, threads=2, max_model_calls=2)
+    finished = []
+
+    def sleep(api: str) -> None:
+        if api == "rest":
+            running.post("/v1/models/sleeper:predict", {"instances": [1.5]})
+        else:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "sleeper"
+            request.inputs["seconds"].CopyFrom(tf.make_tensor_proto([1.5], dtype=tf.float32))
+            prediction_service_pb2_grpc.PredictionServiceStub(running.channel).Predict(request, 30)
+        finished.append(time.monotonic())
+
+    try:
+        flood = [threading.Thread(target=sleep, args=(api,)) for api in ["rest", "grpc"] * 3]
+        for thread in flood:
+            thread.start()
+        assert _wait_for(
+            lambda: running.manager.models["sleeper"].current._share.running("sleeper")
+        )
+        time.sleep(0.2)  # the rest of the flood queues
+        assert running.healthy()
+        classify = predict_pb2.PredictRequest()
+        classify.model_spec.name = "classify"
+        classify.inputs["text"].CopyFrom(tf.make_tensor_proto(["fine"]))
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(running.channel)
+        assert stub.Predict(classify, 10.0).outputs["label"]
+        answered = time.monotonic()
+        for thread in flood:
+            thread.join()
+        assert answered < min(finished)  # both answered before the first sleeper ended
+        assert len(finished) == 6
+    finally:
+        running.stop()
+
+
+def test_grpc_calls_cancelled_while_they_wait_for_their_turn_never_run(exports):
+    # HTTP/2 rapid reset: calls sent and cancelled at once. A call whose client has gone by
+    # its turn is skipped, so the model runs only the calls someone waits for.
+    metrics = ms.Metrics(ms.parse_monitoring_config("prometheus_config { enable: true }"))
+    running = Server(exports, max_model_calls=2, metrics=metrics)  # one slot per model
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(running.channel)
+
+    def sleeper(seconds: float):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "sleeper"
+        request.inputs["seconds"].CopyFrom(tf.make_tensor_proto([seconds], dtype=tf.float32))
+        return request
+
+    try:
+        holder = stub.Predict.future(sleeper(1.5), 30)
+        assert _wait_for(
+            lambda: running.manager.models["sleeper"].current._share.running("sleeper")
+        )
+        share = running.manager.models["sleeper"].current._share
+        waiting = [stub.Predict.future(sleeper(1.0), 30) for _ in range(10)]
+        assert _wait_for(lambda: len(share._waiting.get("sleeper", ())) == 10)
+        for call in waiting:
+            call.cancel()
+        assert holder.result().outputs["doubled"].float_val == [3.0]
+        assert stub.Predict(sleeper(0.0), 30).outputs["doubled"].float_val == [0.0]
+    finally:
+        running.stop()
+    calls = metrics.tf_serving.exposition().decode()
+    runtime = [
+        line
+        for line in calls.splitlines()
+        if "runtime_latency_count" in line and '"sleeper"' in line
+    ]
+    assert runtime == [
+        ':tensorflow:serving:runtime_latency_count{model_name="sleeper",API="Predict",'
+        'runtime="TF1"} 2'
+    ]
 
 
 def test_requests_with_more_rows_than_one_call_give_one_calls_outputs(exports):

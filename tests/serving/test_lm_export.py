@@ -56,15 +56,17 @@ def graph_bpe(tiny_lm, tmp_path_factory):
         tokenizer,
         tf.function(bpe.tokenize),
         tf.function(bpe.detokenize),
+        tf.function(bpe.fewest_tokens),
     )
 
 
 @pytest.mark.parametrize("text", TRICKY)
 def test_graph_bpe_gives_transformers_ids_and_round_trips(graph_bpe, text):
-    tokenizer, tokenize, detokenize = graph_bpe
+    tokenizer, tokenize, detokenize, fewest = graph_bpe
     ids = tokenize(tf.constant([text]))
     assert ids.to_list()[0] == tokenizer(text, add_special_tokens=False)["input_ids"]
     assert detokenize(ids).numpy()[0].decode("utf-8") == text
+    assert 0 < fewest(tf.constant([text])).numpy()[0] <= len(ids.to_list()[0]) or not text
 
 
 # Unassigned code points are left out: TensorFlow's regex engine and tokenizers' disagree
@@ -72,14 +74,28 @@ def test_graph_bpe_gives_transformers_ids_and_round_trips(graph_bpe, text):
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cn")), max_size=40))
 def test_graph_bpe_matches_transformers_on_arbitrary_text(graph_bpe, text):
-    tokenizer, tokenize, detokenize = graph_bpe
+    tokenizer, tokenize, detokenize, fewest = graph_bpe
     ids = tokenize(tf.constant([text]))
     assert ids.to_list()[0] == tokenizer(text, add_special_tokens=False)["input_ids"]
     assert detokenize(ids).numpy()[0].decode("utf-8") == text
+    # The bound counted without BPE never exceeds the count BPE gives.
+    assert fewest(tf.constant([text])).numpy()[0] <= len(ids.to_list()[0])
+
+
+def test_the_token_bound_without_bpe_grows_with_long_pieces(graph_bpe):
+    tokenizer, _, _, fewest = graph_bpe
+    texts = ["ab" * 1000, "word " * 300, "日本語" * 200, "<|endoftext|>" * 3]
+    bounds = fewest(tf.constant(texts)).numpy()
+    for text, bound in zip(texts, bounds, strict=True):
+        assert bound <= len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    # A 2,000-letter piece spans at least 2,000 / (the longest token of letters) tokens.
+    longest = max(len(t) for t in tokenizer.get_vocab() if t.isalpha())
+    assert bounds[0] >= 2000 // longest
+    assert bounds[1] >= 300 and bounds[3] == 3
 
 
 def test_graph_bpe_decodes_broken_utf8_as_transformers_does(graph_bpe):
-    tokenizer, tokenize, detokenize = graph_bpe
+    tokenizer, tokenize, detokenize, _ = graph_bpe
     whole = tokenizer("日本 é", add_special_tokens=False)["input_ids"]
     # Byte-level ids can stop mid-character, as a generation cut at max_new_tokens does.
     for cut in range(1, len(whole) + 1):

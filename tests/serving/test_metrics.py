@@ -68,7 +68,8 @@ def test_requests_batches_and_loads_are_counted_and_served_on_the_configured_pat
         response = connection.getresponse()
         assert response.status == 200
         assert response.getheader("Content-Type").startswith("text/plain")
-        got = samples(response.read().decode())
+        text = response.read().decode()
+        got = samples(text)
     finally:
         server.stop(grace=None)
         rest.shutdown()
@@ -89,6 +90,28 @@ def test_requests_batches_and_loads_are_counted_and_served_on_the_configured_pat
     assert got[("tfhf_serve_batch_rows_sum", batches)] == 5
     assert got[("tfhf_serve_model_load_seconds_count", (("model", "m"),))] == 1
     assert got[("tfhf_serve_model_load_failures_total", (("model", "m"),))] == 1
+
+    # TF Serving's own names and labels, beside tfhf's.
+    def tf_serving(name, **labels):
+        return got.get((f":tensorflow:serving:{name}", tuple(sorted(labels.items()))), 0)
+
+    # Written as TF Serving writes it (no _total; the parser adds one to what it reads).
+    assert ':tensorflow:serving:request_count{model_name="m",status="OK"} 4\n' in text
+    assert tf_serving("request_count_total", model_name="m", status="INVALID_ARGUMENT") == 1
+    for entrypoint, answered in (("REST", 3), ("GRPC", 1)):
+        labels = {"model_name": "m", "API": "Predict", "entrypoint": entrypoint}
+        assert tf_serving("request_latency_count", **labels) == answered
+        assert tf_serving("request_latency_bucket", **labels, le="+Inf") == answered
+        assert tf_serving("request_latency_sum", **labels) > 0  # microseconds
+    runtime = {"model_name": "m", "API": "Predict", "runtime": "TF1"}
+    assert tf_serving("runtime_latency_count", **runtime) == 2  # the two batches
+    buckets = [
+        (float(dict(labels)["le"]), value)
+        for (name, labels), value in got.items()
+        if name == ":tensorflow:serving:runtime_latency_bucket"
+    ]
+    assert len(buckets) == 34 and buckets[0][0] == 10 and buckets[1][0] == 18
+    assert [v for _, v in sorted(buckets)] == sorted(v for _, v in buckets)  # cumulative
 
 
 def test_monitoring_config_is_tf_servings_text_format():
@@ -156,6 +179,12 @@ def test_metric_labels_name_only_what_is_served(tmp_path):
         rest.shutdown()
         manager.stop()
     assert "\r" not in text and "xxxx" not in text and "yyyy" not in text
+    counts = {
+        dict(labels)["model_name"]: value
+        for (name, labels), value in samples(text).items()
+        if name == ":tensorflow:serving:request_count_total"
+    }
+    assert counts == {"unknown": 60, "m": 30}
     requests = {
         labels: value
         for (name, labels), value in samples(text).items()

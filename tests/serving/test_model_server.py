@@ -343,10 +343,10 @@ def test_loading_a_version_replays_its_warmup_records_before_serving_it(
     model = manager.model("m")
     runs, call = [], ms.Servable._call
 
-    def recording(servable, signature, inputs):
+    def recording(servable, signature, inputs, cancelled=None):
         inputs_as_lists = {k: v.tolist() for k, v in inputs.items()}
         runs.append((signature, inputs_as_lists, model.current, model.status))
-        return call(servable, signature, inputs)
+        return call(servable, signature, inputs, cancelled)
 
     monkeypatch.setattr(ms.Servable, "_call", recording)
     manager.start()

@@ -369,7 +369,16 @@ class LanguageModelServingModule(tf.Module):
             f"prompt longer than {most} bytes: it cannot fit the model context of "
             f"{self.context} tokens",
         )
+        # The split pattern's pieces give a lower bound on the tokens in linear time: a
+        # prompt that cannot fit by that count is refused before BPE, whose time grows with
+        # the square of a piece's length (2,000 letters without a space: seconds a prompt).
         with tf.control_dependencies([fits]):
+            fewest = self.tokenizer.fewest_tokens(prompt)
+        room = refuse_unless(
+            settings[0] <= self.context - fewest,
+            f"prompt tokens plus max_new_tokens exceed the model context of {self.context}",
+        )
+        with tf.control_dependencies([room]):
             ids = self.tokenizer.tokenize(prompt)
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         checks = [

@@ -99,6 +99,13 @@ class ByteLevelBPE(tf.Module):
         self.longest_token_bytes = max(
             len(t.encode()) if t in added_tokens else len(t) for t in vocab
         )
+        # A piece that is no whitespace run holds at most one ASCII whitespace byte (a
+        # leading space), so no token made of those bytes alone (a newline and 57 spaces,
+        # say) fits in it: the longest token that can, often a third as long.
+        ascii_space = {symbols[b] for b in b"\t\n\x0b\x0c\r "}
+        self.longest_word_token_bytes = max(
+            [len(t) for t in vocab if t not in added_tokens and not set(t) <= ascii_space] or [1]
+        )
         asset_dir = Path(asset_dir)
         asset_dir.mkdir(parents=True, exist_ok=True)
         tokens_file = asset_dir / "bpe_tokens.txt"
@@ -282,6 +289,25 @@ class ByteLevelBPE(tf.Module):
             shape_invariants=(tf.TensorShape([None]), tf.TensorShape([None]), tf.TensorShape([])),
         )
         return symbols, row_splits
+
+    def fewest_tokens(self, texts: tf.Tensor) -> tf.Tensor:
+        """A lower bound on each text's token count [batch], found without BPE: no token
+        spans two pieces of the split pattern, none spells more than `longest_token_bytes`,
+        and none in a piece that is no whitespace run more than `longest_word_token_bytes`.
+        BPE merges one pair per piece and round, so a long piece
+        costs time by the square of its length; this costs time by the byte.
+        """
+        pieces = self.pre_tokenize(texts)
+        flat = pieces.flat_values
+        most = tf.where(
+            tf.strings.regex_full_match(flat, _SPACE_RUN),
+            self.longest_token_bytes,
+            self.longest_word_token_bytes,
+        )
+        least = (tf.strings.length(flat) + most - 1) // most
+        if self._added:  # an added token is one token, however long it is spelled
+            least = tf.where(tf.strings.regex_full_match(flat, self._added), 1, least)
+        return tf.reduce_sum(pieces.with_flat_values(least), axis=1)
 
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Texts [batch] -> int32 token ids [batch, (tokens)]."""

@@ -33,7 +33,7 @@ from tfhf.serving.model_server.batching import Batcher
 from tfhf.serving.model_server.config import ModelSpec, parse_model_config
 from tfhf.serving.model_server.errors import NotFound, Overloaded, RequestError
 from tfhf.serving.model_server.grpc_api import grpc_server
-from tfhf.serving.model_server.manager import ModelManager
+from tfhf.serving.model_server.manager import ModelManager, default_max_model_calls
 from tfhf.serving.model_server.metrics import Metrics, MonitoringConfig, parse_monitoring_config
 from tfhf.serving.model_server.rest import rest_server
 from tfhf.serving.model_server.servable import Servable
@@ -53,6 +53,7 @@ __all__ = [
     "Servable",
     "ServedModel",
     "StreamLimits",
+    "default_max_model_calls",
     "grpc_server",
     "parse_model_config",
     "parse_monitoring_config",

@@ -117,6 +117,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._threads_for_streams = StreamLimits(max_live=max_live_streams)
 
     def Predict(self, request, context):  # noqa: N802
+        if not context.is_active():
+            # Cancelled before it reached a thread (a client resetting its calls as soon as
+            # they are sent): nothing decoded, nothing run, nobody to answer.
+            return predict_pb2.PredictResponse()
         try:
             with self.manager.metrics.track("grpc", request.model_spec.name) as record:
                 return self._predict(request, context, record)

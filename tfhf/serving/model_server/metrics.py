@@ -1,5 +1,7 @@
 """Prometheus metrics, as TF Serving's `--monitoring_config_file` turns them on: requests by
-model, version, signature, API and status, their latency, batch sizes, and model loads.
+model, version, signature, API and status, their latency, batch sizes, and model loads;
+and beside them TF Serving's own request count and latencies, under TF Serving's names and
+labels, so that dashboards and alerts built for TF Serving read them unchanged.
 
 Example:
   >>> metrics = Metrics(parse_monitoring_config(
@@ -12,14 +14,16 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
+import threading
 import time
 
 import prometheus_client
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
-from tfhf.serving.model_server.errors import Cancelled, NotFound, RequestError
+from tfhf.serving.model_server.errors import Cancelled, NotFound, Overloaded, RequestError
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"  # TF Serving's
 # The label of a model or signature the server does not serve.
@@ -124,6 +128,7 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.tf_serving = TFServingMetrics()
 
     @contextlib.contextmanager
     def track(self, api: str, model: str):
@@ -137,6 +142,7 @@ class Metrics:
         labels = {"version": "", "signature": ""}
         start = time.perf_counter()
         status = "OK"
+        # TF Serving's status label is the code a gRPC client sees: the same for REST.
         try:
             yield labels
         except RequestError:
@@ -148,6 +154,9 @@ class Metrics:
         except Cancelled:
             status = "CANCELLED"
             raise
+        except Overloaded:
+            status = "RESOURCE_EXHAUSTED"
+            raise
         except BaseException:
             status = "INTERNAL"
             raise
@@ -156,8 +165,16 @@ class Metrics:
                 version = str(labels["version"])
                 model = model if version else UNKNOWN
                 signature = labels["signature"] or UNKNOWN
+                seconds = time.perf_counter() - start
                 self._requests.labels(model, version, signature, api, status).inc()
-                self._latency.labels(model, signature, api).observe(time.perf_counter() - start)
+                self._latency.labels(model, signature, api).observe(seconds)
+                method = "PredictStream" if signature == "stream" else "Predict"
+                self.tf_serving.request(model, status, method, api.upper(), seconds)
+
+    def model_call(self, model: str, method: str, seconds: float) -> None:
+        """Records one call of a served model's signature (TF Serving's runtime latency)."""
+        if self.config.enabled:
+            self.tf_serving.runtime(model, method, seconds)
 
     def batch(self, model: str, signature: str, rows: int) -> None:
         """Records one batch the batcher ran."""
@@ -174,5 +191,98 @@ class Metrics:
             self._load_failures.labels(model).inc()
 
     def exposition(self) -> bytes:
-        """The metrics in Prometheus' text format."""
-        return prometheus_client.generate_latest(self.registry)
+        """The metrics in Prometheus' text format: tfhf's, then TF Serving's."""
+        if not self.config.enabled:
+            return b""
+        return prometheus_client.generate_latest(self.registry) + self.tf_serving.exposition()
+
+
+# TF Serving's latency buckets: 10 us times powers of 1.8, 33 of them (about 20 minutes).
+TF_SERVING_BUCKETS = tuple(10 * 1.8**i for i in range(33))
+
+
+class TFServingMetrics:
+    """TF Serving's own request metrics, rendered as TF Serving renders them (its metric
+    paths with ':' for '/', counters without a `_total` suffix, latencies in microseconds):
+
+      :tensorflow:serving:request_count{model_name, status}  every predict request, status
+          the gRPC code name (OK, INVALID_ARGUMENT, NOT_FOUND, ...), REST and gRPC alike
+      :tensorflow:serving:request_latency{model_name, API, entrypoint}  answered requests,
+          API "Predict" (or "PredictStream"), entrypoint "REST" or "GRPC"
+      :tensorflow:serving:runtime_latency{model_name, API, runtime}  each model call, runtime
+          "TF1" (TF Serving's name for the SavedModel runtime that serves these exports)
+
+    prometheus_client cannot write a name that starts with ':' or a counter without
+    `_total`, hence this small writer of its own.
+
+    Example:
+      >>> m = TFServingMetrics()
+      >>> m.request("classify", "OK", "Predict", "REST", 0.002)
+      >>> print(m.exposition().decode().splitlines()[1])
+      :tensorflow:serving:request_count{model_name="classify",status="OK"} 1
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
+        # labels -> (count per bucket, sum in microseconds, count)
+        self._request: dict[tuple[str, str, str], list] = {}
+        self._runtime: dict[tuple[str, str, str], list] = {}
+
+    def request(self, model: str, status: str, method: str, entrypoint: str, seconds: float):
+        """One request's outcome; its latency too when it was answered (as TF Serving)."""
+        with self._lock:
+            key = (model, status)
+            self._counts[key] = self._counts.get(key, 0) + 1
+            if status == "OK":
+                _observe(self._request, (model, method, entrypoint), seconds * 1e6)
+
+    def runtime(self, model: str, method: str, seconds: float) -> None:
+        """One model call's time."""
+        with self._lock:
+            _observe(self._runtime, (model, method, "TF1"), seconds * 1e6)
+
+    def exposition(self) -> bytes:
+        """The three metrics in Prometheus' text format."""
+        lines = ["# TYPE :tensorflow:serving:request_count counter"]
+        with self._lock:
+            for (model, status), count in sorted(self._counts.items()):
+                lines.append(
+                    f":tensorflow:serving:request_count{_labels(model_name=model, status=status)}"
+                    f" {count}"
+                )
+            for name, third, series in (
+                ("request_latency", "entrypoint", self._request),
+                ("runtime_latency", "runtime", self._runtime),
+            ):
+                lines.append(f"# TYPE :tensorflow:serving:{name} histogram")
+                for (model, method, last), (buckets, total, count) in sorted(series.items()):
+                    labels = {"model_name": model, "API": method, third: last}
+                    cumulative = 0
+                    for bound, n in zip((*TF_SERVING_BUCKETS, float("inf")), buckets, strict=True):
+                        cumulative += n
+                        le = "+Inf" if bound == float("inf") else f"{bound:.10g}"
+                        lines.append(
+                            f":tensorflow:serving:{name}_bucket{_labels(**labels, le=le)}"
+                            f" {cumulative}"
+                        )
+                    lines.append(f":tensorflow:serving:{name}_sum{_labels(**labels)} {total:.10g}")
+                    lines.append(f":tensorflow:serving:{name}_count{_labels(**labels)} {count}")
+        return ("\n".join(lines) + "\n").encode()
+
+
+def _observe(series: dict, key: tuple, microseconds: float) -> None:
+    if key not in series:
+        series[key] = [[0] * (len(TF_SERVING_BUCKETS) + 1), 0.0, 0]
+    buckets, total, count = series[key]
+    buckets[bisect.bisect_left(TF_SERVING_BUCKETS, microseconds)] += 1
+    series[key][1:] = [total + microseconds, count + 1]
+
+
+def _labels(**labels: str) -> str:
+    """`{name="value",...}` with each value escaped as Prometheus' text format requires."""
+
+    def escaped(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    return "{" + ",".join(f'{k}="{escaped(v)}"' for k, v in labels.items()) + "}"

@@ -4,7 +4,9 @@ aiohttp parses HTTP (it refuses `Transfer-Encoding` beside `Content-Length`, dup
 lengths and over-long header lines, percent-decodes paths, keeps connections alive and
 closes idle ones, drains an unread body before answering); the event loop only moves
 bytes. Parsing JSON and running the model happen in a bounded thread pool, so a slow
-request never stalls the others' I/O and the work in flight is capped.
+request never stalls the others' I/O and the work in flight is capped; the pool's threads
+are shared fairly between the models (`FairShare`), so a flood of requests to one model
+cannot keep another's waiting behind it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from google.protobuf import json_format
 from tfhf.serving.model_server.config import is_decimal
 from tfhf.serving.model_server.errors import Cancelled, NotFound, Overloaded, RequestError
 from tfhf.serving.model_server.manager import ModelManager
+from tfhf.serving.model_server.metrics import UNKNOWN
+from tfhf.serving.model_server.sharing import FairShare
 from tfhf.serving.model_server.tensors import check_depth, parse_predict_body, predict_response
 
 log = logging.getLogger("tfhf.serve")
@@ -80,7 +84,10 @@ class RestServer:
         self.grace_seconds = grace_seconds
         self._socket = socket.create_server((host, port), backlog=backlog)
         self.server_address = self._socket.getsockname()[:2]
-        self._pool = futures.ThreadPoolExecutor(threads, thread_name_prefix="tfhf-rest")
+        # Predict requests take turns for `threads` threads, shared between the models; one
+        # more thread answers status, metadata and metrics.
+        self._share = FairShare(threads, models=lambda: len(manager.models))
+        self._pool = futures.ThreadPoolExecutor(threads + 1, thread_name_prefix="tfhf-rest")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._running = threading.Event()
@@ -143,7 +150,9 @@ class RestServer:
                 raw = await self._body(request)
                 if request.path.endswith(":predict_stream"):
                     return await self._stream(request, raw, cancelled)
-                payload = await self._in_pool(self._post, request.path, raw, cancelled)
+                payload = await self._in_turn(
+                    request.path, self._post, request.path, raw, cancelled
+                )
             else:
                 raise _NotAllowed(f"method {request.method} is not supported; use GET or POST")
             return _json(HTTPStatus.OK, payload)
@@ -172,6 +181,19 @@ class RestServer:
 
     async def _in_pool(self, function, *args):
         return await self._loop.run_in_executor(self._pool, function, *args)
+
+    async def _in_turn(self, path: str, function, *args):
+        """`function(*args)` in the pool, once the path's model has its turn."""
+        async with self._share.turn_async(self._model_key(path)):
+            return await self._in_pool(function, *args)
+
+    def _model_key(self, path: str) -> str:
+        """The served model a path names, or "unknown": what a request takes turns as."""
+        try:
+            name = _route(path.removesuffix("_stream"))[0]
+        except (NotFound, RequestError):
+            return UNKNOWN
+        return name if name in self.manager.models else UNKNOWN
 
     async def _body(self, request: web.BaseRequest) -> bytes:
         if request.content_length is None and "Transfer-Encoding" not in request.headers:
@@ -212,7 +234,9 @@ class RestServer:
     async def _stream_in_slot(
         self, request: web.BaseRequest, raw: bytes, cancelled: threading.Event
     ) -> web.StreamResponse:
-        chunks, first, key = await self._in_pool(self._open_stream, request.path, raw, cancelled)
+        chunks, first, key = await self._in_turn(
+            request.path, self._open_stream, request.path, raw, cancelled
+        )
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -230,7 +254,7 @@ class RestServer:
         await response.prepare(request)
         try:
             await send(_event({key: first}))
-            while (pieces := await self._in_pool(next, chunks, None)) is not None:
+            while (pieces := await self._in_turn(request.path, next, chunks, None)) is not None:
                 await send(_event({key: pieces}))
             await send(_event({}, "end"))
         except (RequestError, NotFound) as e:
@@ -342,7 +366,8 @@ def rest_server(
       port: Port to bind; 0 picks a free one (see `server_address`).
       max_body_bytes: Larger request bodies are refused with 413.
       max_instances: Most rows in one predict request.
-      threads: Requests parsed and run at once; more wait their turn.
+      threads: Predict requests parsed and run at once, shared between the models
+        (`FairShare`); more wait their turn.
       timeout_seconds: How long a body may take to arrive (408 after), and how long an
         idle keep-alive connection stays open.
       max_connections: Open connections; one more is answered 503 and closed. None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from tfhf.serving.model_server.batching import Batcher, rows_of, split_rows
 from tfhf.serving.model_server.errors import Cancelled, RequestError
 from tfhf.serving.model_server.memory import release_memory
 from tfhf.serving.model_server.metrics import Metrics
+from tfhf.serving.model_server.sharing import FairShare
 from tfhf.serving.warmup import read_warmup_requests
 
 
@@ -31,10 +34,11 @@ class Servable:
         A one-value control input (`temperature` [1]) goes whole into every call. An XLA
         signature's calls hold at most the export's largest row bucket (64), so that no
         row count compiles a program of its own.
-      metrics: Where the batchers record batch sizes, or None.
+      metrics: Where the batchers record batch sizes and each call its time, or None.
       xla_twins: Answer requests to a signature with its XLA-compiled twin, where the
         export has one (the `serving_default_xla` of lm, summarize and translate exports:
         the same inputs, outputs and text, one compiled program per shape, faster).
+      share: Where each model call waits for its turn (`FairShare`); None runs it at once.
     """
 
     def __init__(
@@ -47,11 +51,14 @@ class Servable:
         max_rows_per_call: int = 64,
         metrics: Metrics | None = None,
         xla_twins: bool = True,
+        share: FairShare | None = None,
     ):
         import tensorflow_text  # noqa: F401  (registers the ops tfhf exports use)
 
         self.name, self.version, self.path = name, version, path
         self.max_rows_per_call = max_rows_per_call
+        self._share = share
+        self._metrics = metrics
         self.signature_defs = read_signature_defs(path)
         self._loaded = tf.saved_model.load(str(path), tags=["serve"])
         self._functions = {k: self._loaded.signatures[k] for k in self.signature_defs}
@@ -113,6 +120,8 @@ class Servable:
         batcher = self._batchers.get(signature)
         rows = rows_of(inputs)
         if batcher and rows is not None and rows <= batcher.max_batch_size:
+            if cancelled is not None and cancelled():
+                raise Cancelled("client gone before its request ran")
             return batcher(inputs)
         # Larger than a batch (or not batched): alone, in parts of max_rows_per_call.
         return self._call_in_parts(signature, inputs, cancelled)
@@ -150,7 +159,7 @@ class Servable:
         return self._chunks(self._checked("stream_start", inputs), cancelled)
 
     def _chunks(self, checked: dict, cancelled) -> Iterator[list[str]]:
-        outputs = self._call("stream_start", checked)
+        outputs = self._call("stream_start", checked, cancelled)
         sent = [""] * len(outputs["finished"])
         while True:
             finished = outputs["finished"]
@@ -172,6 +181,7 @@ class Servable:
             outputs = self._call(
                 "stream_continue",
                 {k: outputs[k] if k in outputs else checked[k] for k in wanted if k != "prompt"},
+                cancelled,
             )
 
     def warm_up(self) -> int:
@@ -218,7 +228,7 @@ class Servable:
         if signature in self._compiled:
             step = min(step or ROW_BUCKETS[-1], ROW_BUCKETS[-1])
         if not step or rows is None or rows <= step:
-            return self._call(signature, inputs)
+            return self._call(signature, inputs, cancelled)
         parts = []
         try:
             for start in range(0, rows, step):
@@ -231,6 +241,7 @@ class Servable:
                         k: v[start : start + step] if len(v) == rows else v
                         for k, v in inputs.items()
                     },
+                    cancelled,
                 )
                 wanted = min(step, rows - start)
                 if any(np.ndim(v) == 0 or len(v) != wanted for v in part.values()):
@@ -243,9 +254,23 @@ class Servable:
         finally:
             release_memory()  # a large request's tensors, back to the system
 
-    def _call(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _call(
+        self, signature: str, inputs: dict[str, np.ndarray], cancelled=None
+    ) -> dict[str, np.ndarray]:
+        """One run of a signature, once it is this model's turn; skipped when `cancelled()`
+        says the client has gone by then (a call cancelled as soon as sent costs nothing)."""
+        turn = self._share.turn(self.name) if self._share else contextlib.nullcontext()
         try:
-            outputs = self._functions[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+            with turn:
+                if cancelled is not None and cancelled():
+                    raise Cancelled("client gone before its turn")
+                start = time.perf_counter()
+                outputs = self._functions[signature](
+                    **{k: tf.constant(v) for k, v in inputs.items()}
+                )
+                if self._metrics is not None:
+                    method = "PredictStream" if signature.startswith("stream_") else "Predict"
+                    self._metrics.model_call(self.name, method, time.perf_counter() - start)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
             raise RequestError(_reason(getattr(e, "message", str(e)))) from None
         return {k: v.numpy() for k, v in outputs.items()}

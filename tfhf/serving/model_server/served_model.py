@@ -11,6 +11,7 @@ from tfhf.serving.model_server.errors import NotFound
 from tfhf.serving.model_server.memory import release_memory
 from tfhf.serving.model_server.metrics import Metrics
 from tfhf.serving.model_server.servable import Servable
+from tfhf.serving.model_server.sharing import FairShare
 
 log = logging.getLogger("tfhf.serve")
 
@@ -26,6 +27,7 @@ class ServedModel:
       max_rows_per_call: Requests with more rows run in parts this size (`Servable`).
       xla_twins: Answer a signature with its XLA twin where an export has one (`Servable`).
       metrics: Where the versions' batchers record batch sizes, or None.
+      share: The slots the versions' model calls take turns for (`FairShare`), or None.
     """
 
     def __init__(
@@ -36,8 +38,10 @@ class ServedModel:
         max_rows_per_call: int = 64,
         metrics: Metrics | None = None,
         xla_twins: bool = True,
+        share: FairShare | None = None,
     ):
         self.spec = spec
+        self.share = share
         self.metrics = metrics
         self.batching = batching
         self.max_rows_per_call = max_rows_per_call
@@ -192,6 +196,7 @@ class ServedModel:
                 max_rows_per_call=self.max_rows_per_call,
                 metrics=self.metrics,
                 xla_twins=self.xla_twins,
+                share=self.share,
             )
             warmed = servable.warm_up()
         except Exception as e:  # noqa: BLE001  (any failure keeps the old versions serving)
