@@ -88,10 +88,23 @@ class TrainConfig:
     )
     dataset: str = setting("", "Data to train on when --train_file is not given.", group="data")
     train_file: str = setting(
-        "", "Training data: .csv, .tsv, .jsonl (or .txt for text).", group="data"
+        "",
+        "Training data: a file, a glob, a comma-separated list or a folder of .csv, .tsv, "
+        ".jsonl or TFRecord files (or .txt for text), each optionally .gz; gs:// paths work "
+        "where TensorFlow's GCS filesystem does.",
+        group="data",
     )
     validation_file: str = setting(
-        "", "Validation data; split off the training data if unset.", group="data"
+        "",
+        "Validation data, named as --train_file; split off the training data if unset.",
+        group="data",
+    )
+    skip_bad_records: bool = setting(
+        False,
+        "Skip a malformed record of the data files (bad JSON, a missing column, a row of "
+        "the wrong width) and count it, rather than stop on it; the count and the first "
+        "one's place are printed.",
+        group="data",
     )
     batch_size: int = setting(
         32,

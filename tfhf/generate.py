@@ -36,7 +36,10 @@ _JIT_COMPILE = flags.DEFINE_bool(
 )
 _TEXT = flags.DEFINE_multi_string("text", [], "A prompt, or a text to summarize or translate.")
 _INPUT_FILE = flags.DEFINE_string(
-    "input_file", "", "Texts: .txt (one per line), or .csv/.tsv/.jsonl with --text_column."
+    "input_file",
+    "",
+    "Texts: .txt (one per line), or .csv/.tsv/.jsonl/TFRecord rows with --text_column; a "
+    "glob, a comma-separated list or a folder of them, each optionally .gz.",
 )
 _TEXT_COLUMN = flags.DEFINE_string("text_column", "text", "Text column of --input_file.")
 _MAX_NEW = flags.DEFINE_integer(

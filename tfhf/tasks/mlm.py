@@ -8,6 +8,7 @@ import dataclasses
 from tfhf.config import ScratchModelConfig, setting
 from tfhf.data import corpus, pipeline
 from tfhf.data.masking import MaskingRule
+from tfhf.data.records import TEXT_FORMATS
 from tfhf.errors import TfhfError
 from tfhf.models import loading
 from tfhf.models.model_folder import save_pretrained_folder
@@ -49,11 +50,19 @@ class MlmConfig(ScratchModelConfig):
     )
     train_file: str = setting(
         "",
-        "Training text: .txt (one document), or .csv/.tsv/.jsonl with --text_column.",
+        "Training text, named as the files of any task (a file, a glob, a list, a folder; "
+        ".gz too): each .txt file one document, or .csv/.tsv/.jsonl/TFRecord rows with "
+        "--text_column.",
         group="data",
     )
     text_column: str = setting(
         "text", "Column with the text of .csv/.tsv/.jsonl files.", group="data"
+    )
+    text_format: str = setting(
+        "document",
+        "How .txt files are cut into documents: 'document' (each file one), 'lines' (one "
+        "per non-blank line) or 'paragraphs' (one per block between blank lines).",
+        group="data",
     )
     max_seq_length: int = setting(
         128, "Tokens per sequence, [CLS] and [SEP] included.", group="data"
@@ -83,6 +92,10 @@ class MlmConfig(ScratchModelConfig):
 
     def problems(self) -> list[str]:
         problems = super().problems()
+        if self.text_format not in TEXT_FORMATS:
+            problems.append(
+                f"--text_format must be one of {', '.join(TEXT_FORMATS)}, got '{self.text_format}'"
+            )
         if not 0 < self.mlm_probability < 1:
             problems.append(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
         if not 0 <= self.dropout < 1:
@@ -153,6 +166,7 @@ class MaskedLanguageModelTask(Task):
             train_file=config.train_file,
             validation_file=config.validation_file,
             text_column=config.text_column,
+            text_format=config.text_format,
             seed=config.seed,
         )
         return self.text.description
