@@ -65,6 +65,37 @@ def test_predict_agrees_between_workdir_and_export(cli_run, tmp_path):
         assert abs(float(a[1]) - float(b[1])) < 1e-3
 
 
+def test_predict_streams_files_into_json_lines_in_input_order(cli_run, tmp_path):
+    import gzip
+
+    tmp, _ = cli_run
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    texts = [
+        f"review {i}: " + ("great and lovely" if i % 3 else "boring , dull") for i in range(150)
+    ]
+    for part in range(3):  # three gzipped files, read through one glob
+        rows = "".join(json.dumps({"review": t}) + "\n" for t in texts[part * 50 : part * 50 + 50])
+        (inputs / f"part-{part}.jsonl.gz").write_bytes(gzip.compress(rows.encode()))
+    out = tmp_path / "labels.jsonl"
+    args = [f"--model={tmp / 'export'}", "--text_column=review", "--batch_size=16"]
+    proc = run_module(
+        "tfhf.predict", *args, f"--input_file={inputs}/part-*.jsonl.gz", f"--output_file={out}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == ""
+    assert "150 texts in" in proc.stderr and "texts/s" in proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["text"] for r in rows] == texts
+    assert not (tmp_path / "labels.jsonl.partial").exists()
+    printed = run_module("tfhf.predict", *args, f"--input_file={inputs}")  # the folder
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    lines = [line.split("\t") for line in printed.stdout.strip().splitlines()]
+    assert [(r["label"], r["text"]) for r in rows] == [(label, t) for label, _, t in lines]
+    for row, (_, probability, _) in zip(rows, lines, strict=True):
+        assert abs(row["probability"] - float(probability)) < 1e-4
+
+
 # Every proxy points at a closed local port: the tfds download path runs for real and fails fast.
 _NO_NETWORK = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -101,6 +101,22 @@ def read_inputs(texts: Sequence[str], input_file: str, text_column: str, what: s
     if not texts:
         raise TfhfError(f"nothing to {what}: give --text (repeatable) or --input_file")
     return texts
+
+
+def iter_inputs(texts: Sequence[str], input_file: str, text_column: str) -> Iterator[str]:
+    """The texts given one by one, then those of the files `input_file` names (.txt: one per
+    line; .csv, .tsv, .jsonl, TFRecord: `text_column`), read as they are needed: memory
+    does not grow with the files' size."""
+    from tfhf.data import records
+
+    yield from texts
+    for path in records.expand_files(input_file) if input_file else []:
+        column = "text" if records.file_kind(path)[0] == "txt" else text_column
+        for where, row in records.iter_records(path, columns=(column,)):
+            if isinstance(row[column], str):
+                yield row[column]
+            else:
+                records.bad_record(where, f"'{column}' is not a string")
 
 
 class Prediction(NamedTuple):
