@@ -94,6 +94,17 @@ def test_predict_streams_files_into_json_lines_in_input_order(cli_run, tmp_path)
     assert [(r["label"], r["text"]) for r in rows] == [(label, t) for label, _, t in lines]
     for row, (_, probability, _) in zip(rows, lines, strict=True):
         assert abs(row["probability"] - float(probability)) < 1e-4
+    # A bad record after 100 good ones: one line naming it, and nothing half-written.
+    (inputs / "part-3.jsonl.gz").write_bytes(gzip.compress(b'{"review": "fine"}\n{"rev'))
+    broken = tmp_path / "broken.jsonl"
+    failed = run_module("tfhf.predict", *args, f"--input_file={inputs}", f"--output_file={broken}")
+    assert failed.returncode == 2
+    assert (
+        failed.stderr.strip()
+        .splitlines()[-1]
+        .endswith("part-3.jsonl.gz:2: invalid JSON: Unterminated string starting at")
+    )
+    assert not broken.exists() and not (tmp_path / "broken.jsonl.partial").exists()
 
 
 # Every proxy points at a closed local port: the tfds download path runs for real and fails fast.

@@ -91,16 +91,11 @@ def run(
 
 
 def read_inputs(texts: Sequence[str], input_file: str, text_column: str, what: str) -> list[str]:
-    """The texts given one by one, then those of `input_file` (.txt: one per line; .csv,
-    .tsv, .jsonl: `text_column`); at least one, or a `TfhfError` saying what to give."""
-    from tfhf.data.sources import read_texts
-
-    texts = list(texts)
-    if input_file:
-        texts += read_texts(input_file, text_column=text_column)
-    if not texts:
+    """`iter_inputs` as a list: at least one text, or a `TfhfError` saying what to give."""
+    found = list(iter_inputs(texts, input_file, text_column))
+    if not found:
         raise TfhfError(f"nothing to {what}: give --text (repeatable) or --input_file")
-    return texts
+    return found
 
 
 def iter_inputs(texts: Sequence[str], input_file: str, text_column: str) -> Iterator[str]:

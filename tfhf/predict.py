@@ -23,6 +23,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -94,14 +95,19 @@ def main(argv: list[str]) -> None:
         return
     partial = f"{_OUTPUT_FILE.value}.partial"
     start, done, said = time.monotonic(), 0, 0.0
-    with open(partial, "w", encoding="utf-8") as out:
-        while batch := list(itertools.islice(texts, _BATCH_SIZE.value)):
-            for row in _rows(model, batch):
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            done += len(batch)
-            if (elapsed := time.monotonic() - start) - said >= 10:
-                said = elapsed
-                print(f"tfhf: {done} texts, {done / elapsed:.1f} texts/s", file=sys.stderr)
+    try:
+        with open(partial, "w", encoding="utf-8") as out:
+            while batch := list(itertools.islice(texts, _BATCH_SIZE.value)):
+                for row in _rows(model, batch):
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done += len(batch)
+                if (elapsed := time.monotonic() - start) - said >= 10:
+                    said = elapsed
+                    print(f"tfhf: {done} texts, {done / elapsed:.1f} texts/s", file=sys.stderr)
+    except BaseException:  # a bad record deep in the input, or an interrupt: nothing half-written
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise
     os.replace(partial, _OUTPUT_FILE.value)
     elapsed = time.monotonic() - start
     print(
