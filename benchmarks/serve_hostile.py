@@ -336,6 +336,17 @@ def largest_request(server: _Server) -> str:
     return f"1000 texts of 500 words: {status} in {time.monotonic() - start:.1f} s"
 
 
+def _code(call, *args) -> str:
+    """The gRPC status code name `call(*args)` ends with."""
+    import grpc
+
+    try:
+        call(*args)
+    except grpc.RpcError as e:
+        return e.code().name
+    return "OK"
+
+
 def grpc_amplification(server: _Server) -> str:
     import grpc
     import tensorflow as tf
@@ -349,11 +360,7 @@ def grpc_amplification(server: _Server) -> str:
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc}") as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         start = time.monotonic()
-        try:
-            stub.Predict(request, 30.0)
-            outcome = "OK"
-        except grpc.RpcError as e:
-            outcome = e.code().name
+        outcome = _code(stub.Predict, request, 30.0)
     return f"3.5 MB string declared [1000]: {outcome} in {time.monotonic() - start:.2f} s"
 
 
@@ -397,7 +404,6 @@ def _post(port: int, path: str, body: dict, timeout: float = 300) -> tuple[int, 
 
 
 def grpc_padding(server: _Server) -> str:
-    import grpc
     import tensorflow as tf
 
     channel, predictions, _ = _grpc_stubs(server)
@@ -409,27 +415,25 @@ def grpc_padding(server: _Server) -> str:
     proto.tensor_shape.dim[0].size = 64  # make_ndarray pads with the last string
     request.inputs["text"].CopyFrom(proto)
     start = time.monotonic()
-    try:
-        predictions.Predict(request, 60.0)
-        outcome = "OK"
-    except grpc.RpcError as e:
-        outcome = e.code().name
+    outcome = _code(predictions.Predict, request, 60.0)
     channel.close()
     return f"['a', 2 MB] declared [64]: {outcome} in {time.monotonic() - start:.2f} s"
 
 
-def unread_streams(server: _Server) -> str:
-    body = json.dumps({"inputs": {"prompt": [_PROMPT] * 64, "chunk_tokens": [1]}}).encode()
+def _streams_never_read(server: _Server, inputs: dict, count: int, wait: float) -> str:
+    """`count` REST streams of `inputs` whose clients never read; what each had been sent
+    after `wait` seconds."""
+    body = json.dumps({"inputs": inputs}).encode()
     head = (
         f"POST {_LM_PATH}:predict_stream HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     socks = []
-    for _ in range(500):
+    for _ in range(count):
         sock = socket.create_connection(("127.0.0.1", server.rest))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(head + body)
         socks.append(sock)
-    time.sleep(_SECONDS.value)
+    time.sleep(wait)
     seen = Counter()
     for sock in socks:
         sock.settimeout(0.5)
@@ -438,9 +442,13 @@ def unread_streams(server: _Server) -> str:
         except (TimeoutError, ConnectionError):
             seen["nothing yet"] += 1
         sock.close()
-    return "500 streams of 64 prompts, never read: " + ", ".join(
-        f"{k} x{n}" for k, n in sorted(seen.items())
-    )
+    return ", ".join(f"{k} x{n}" for k, n in sorted(seen.items()))
+
+
+def unread_streams(server: _Server) -> str:
+    inputs = {"prompt": [_PROMPT] * 64, "chunk_tokens": [1]}
+    seen = _streams_never_read(server, inputs, 500, _SECONDS.value)
+    return f"500 streams of 64 prompts, never read: {seen}"
 
 
 def unread_grpc_streams(server: _Server) -> str:
@@ -584,17 +592,12 @@ def base_path_vanishes(server: _Server) -> str:
 
 
 def reload_rpc(server: _Server) -> str:
-    import grpc
     from tensorflow_serving.apis import model_management_pb2
 
     channel, _, models = _grpc_stubs(server)
     request = model_management_pb2.ReloadConfigRequest()
     request.config.model_config_list.SetInParent()  # no models: unload everything
-    try:
-        models.HandleReloadConfigRequest(request, 10.0)
-        outcome = "OK"
-    except grpc.RpcError as e:
-        outcome = e.code().name
+    outcome = _code(models.HandleReloadConfigRequest, request, 10.0)
     channel.close()
     return f"HandleReloadConfigRequest with no models: {outcome}"
 
@@ -653,30 +656,9 @@ def rapid_reset(server: _Server) -> str:
 
 
 def sampled_stream_1024(server: _Server) -> str:
-    body = json.dumps(
-        {"inputs": {"prompt": [_PROMPT] * 1024, "temperature": [0.8], "chunk_tokens": [1]}}
-    ).encode()
-    head = (
-        f"POST {_LM_PATH}:predict_stream HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    socks = []
-    for _ in range(8):
-        sock = socket.create_connection(("127.0.0.1", server.rest))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.sendall(head + body)
-        socks.append(sock)
-    time.sleep(_SECONDS.value / 2)
-    seen = Counter()
-    for sock in socks:
-        sock.settimeout(0.5)
-        try:
-            seen[_status(sock.recv(64))] += 1
-        except (TimeoutError, ConnectionError):
-            seen["nothing yet"] += 1
-        sock.close()
-    return "8 sampled streams of 1,024 prompts, never read: " + ", ".join(
-        f"{k} x{n}" for k, n in sorted(seen.items())
-    )
+    inputs = {"prompt": [_PROMPT] * 1024, "temperature": [0.8], "chunk_tokens": [1]}
+    seen = _streams_never_read(server, inputs, 8, _SECONDS.value / 2)
+    return f"8 sampled streams of 1,024 prompts, never read: {seen}"
 
 
 def sigterm_in_flight(server: _Server) -> str:
