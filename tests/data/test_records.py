@@ -107,12 +107,13 @@ def test_a_bad_record_deep_in_a_file_names_the_file_and_line_or_is_counted_and_s
     [
         ("x.parquet", b"", r"unsupported extension '\.parquet'"),
         ("bad.jsonl", b"\xff\xfe not text\n", r"not valid UTF-8 text"),
-        ("cut.jsonl.gz", gzip.compress(jsonl(ROWS))[:40], r"cannot be read"),
+        ("cut.jsonl.gz", gzip.compress(jsonl(ROWS), mtime=0)[:40], r"cannot be read"),
         ("wide.csv", b"text,label\na,1,extra\n", r"wide\.csv:2: more fields than"),
         ("nocol.csv", b"body,label\na,1\n", r"nocol\.csv:2: no column 'text' \(columns: body"),
         ("list.jsonl", b"[1, 2]\n", r"list\.jsonl:1: expected a JSON object"),
         ("junk.tfrecord", b"not a record file at all", r"not a readable TFRecord"),
     ],
+    ids=["parquet", "not_utf8", "cut_gzip", "wide_csv", "no_column", "json_list", "junk_tfrecord"],
 )
 def test_unreadable_inputs_end_in_one_line_naming_the_file(tmp_path, name, data, message):
     path = write(tmp_path / name, data)
