@@ -209,26 +209,29 @@ def _open_text(path: str, compressed: bool) -> Iterator[io.TextIOWrapper]:
             yield text
 
 
-def _lines(path: str, text: io.TextIOWrapper) -> Iterator[tuple[int, str]]:
-    """(line number, line without its ending) for each line; "\\n" ends a line (a JSON
-    string may hold U+2028 and other separators), "\\r\\n" too."""
+@contextlib.contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """Turns a read that fails on the file's bytes into one line naming the file."""
     try:
-        for number, line in enumerate(text, start=1):
-            yield number, line.removesuffix("\n").removesuffix("\r")
+        yield
     except UnicodeDecodeError as e:
         raise TfhfError(f"{path}: not valid UTF-8 text (byte offset {e.start})") from None
     except (OSError, EOFError) as e:  # a truncated or corrupt .gz among them
         raise TfhfError(f"{path}: cannot be read: {e}") from None
 
 
+def _lines(path: str, text: io.TextIOWrapper) -> Iterator[tuple[int, str]]:
+    """(line number, line without its ending) for each line; "\\n" ends a line (a JSON
+    string may hold U+2028 and other separators), "\\r\\n" too."""
+    with _reading(path):
+        for number, line in enumerate(text, start=1):
+            yield number, line.removesuffix("\n").removesuffix("\r")
+
+
 def _txt(path: str, text, text_format: str) -> Iterator[tuple[str, dict]]:
     if text_format == "document":  # the file as it is, line endings and all
-        try:
+        with _reading(path):
             whole = text.read()
-        except UnicodeDecodeError as e:
-            raise TfhfError(f"{path}: not valid UTF-8 text (byte offset {e.start})") from None
-        except (OSError, EOFError) as e:
-            raise TfhfError(f"{path}: cannot be read: {e}") from None
         if whole.strip():
             yield f"{path}:1", {"text": whole}
         return

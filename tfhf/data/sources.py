@@ -69,12 +69,9 @@ def _column(rows, name: str, where: str, row: dict):
     record (`records.bad_record`), which raises, or counts it and raises `_BadRow`."""
     if name not in row:
         available = ", ".join(sorted(str(k) for k in rows[0][1])) or "none"
-        if where == rows[0][0]:  # the first row: the file has no such column at all
-            records.bad_record(
-                where.rsplit(":", 1)[0], f"no column '{name}' (columns: {available})"
-            )
-        else:
-            records.bad_record(where, f"no column '{name}' (columns: {available})")
+        # Missing from the first row: the file has no such column at all, so no line named.
+        place = where.rsplit(":", 1)[0] if where == rows[0][0] else where
+        records.bad_record(place, f"no column '{name}' (columns: {available})")
         raise _BadRow
     value = row[name]
     if value is None or (isinstance(value, str) and not value.strip()):
