@@ -1,16 +1,19 @@
 """How tfhf's input scales with the size of a user's corpus: for each task and corpus size,
 the time from `python -m tfhf.train` to its first training steps and the run's peak RSS.
 
-  python benchmarks/data_scale.py --sizes_mb=10,100 --tasks=classify,lm,mlm,summarize
+  python benchmarks/data_scale.py --sizes_mb=10,100,1000 --tasks=classify,lm,mlm,summarize
   python benchmarks/data_scale.py --train_file=my_corpus.jsonl --tasks=lm
+  python benchmarks/data_scale.py --repo=../tfhf-before --nowarm   # another checkout
 
 Corpora are synthesized (seeded) into a temporary folder as JSONL: classify rows of ~150
 bytes (a review-like text and a label), lm and mlm documents of ~4 KB, summarize pairs of a
 ~2 KB article and its first sentence as headline; every run trains 2 steps of a small
-model (`--max_steps_per_epoch=2`, one epoch, no export, at most 64 examples scored), so
-what grows with the corpus is the input work alone. `--train_file` measures a user's file
+model (`--max_steps_per_epoch=2`, one epoch, no export) and is stopped at its first step
+line, so what grows with the corpus is the input work alone. `--train_file` measures a user's file
 instead (for the tasks given, with --text_column / --label_column as the defaults).
-Peak RSS is the run's own high-water mark (VmHWM), read while it runs.
+Peak RSS is the run's own high-water mark (VmHWM), read while it runs. lm and mlm run twice
+on each corpus with a fresh `--token_cache`: cold (the tokenizer trained and the corpus
+tokenized) and warm (both read from the cache), and the cold run's tokenizing rate is shown.
 """
 
 from __future__ import annotations
@@ -23,12 +26,17 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from absl import app, flags
 
 _SIZES = flags.DEFINE_list("sizes_mb", ["10", "100"], "Corpus sizes to synthesize, in MB.")
 _TASKS = flags.DEFINE_list("tasks", ["classify", "lm", "mlm", "summarize"], "Tasks to run.")
 _TRAIN_FILE = flags.DEFINE_string("train_file", "", "A corpus of your own, instead.")
+_REPO_FLAG = flags.DEFINE_string("repo", "", "The tfhf checkout to run; default this one.")
+_WARM = flags.DEFINE_bool(
+    "warm", True, "lm and mlm: a second run on the cache the first wrote (--token_cache)."
+)
 
 _REPO = Path(__file__).resolve().parents[1]
 _WORDS = (
@@ -78,8 +86,15 @@ def _synthesize(task: str, megabytes: float, folder: Path) -> Path:
     return path
 
 
-def _run(task: str, train_file: Path, workdir: Path) -> tuple[float | None, float, str]:
-    """(seconds to the first step line, peak RSS in GiB, the last line of the run's log)."""
+class Measured(NamedTuple):
+    first_step: float | None  # seconds to the first step line
+    peak_gib: float
+    failure: str  # the last line of a failed run's log
+    rate: str  # the tokenizing rate a cold lm or mlm run printed
+    vocabulary: str  # how long a cold lm or mlm run took to train its tokenizer
+
+
+def _run(task: str, train_file: Path, workdir: Path, extra: list[str]) -> Measured:
     command = [
         sys.executable,
         "-m",
@@ -92,10 +107,15 @@ def _run(task: str, train_file: Path, workdir: Path) -> tuple[float | None, floa
         f"--workdir={workdir}",
         *([] if task == "mlm" else ["--noexport"]),  # mlm runs export nothing
         *_TASK_FLAGS.get(task, []),
+        *extra,
     ]
     start = time.monotonic()
     proc = subprocess.Popen(
-        command, cwd=_REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=_REPO_FLAG.value or _REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     peak = [0]
 
@@ -112,22 +132,31 @@ def _run(task: str, train_file: Path, workdir: Path) -> tuple[float | None, floa
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    first_step, last = None, ""
+    first_step, last, rate, vocabulary = None, "", "", ""
     for line in proc.stdout:
-        if first_step is None and " step " in line:
+        if first_step is None and " step " in line and line.startswith("epoch "):
             first_step = time.monotonic() - start
+            proc.terminate()  # what follows (validation, saving) does not grow with the corpus
+        if line.startswith("tfhf: tokenized ") and "(" in line:
+            rate = line.split("(", 1)[1].split(")", 1)[0]
+        if line.startswith("tfhf: trained on "):
+            vocabulary = line.rsplit(" in ", 1)[1].strip()
         if line.strip():
             last = line.strip()
     proc.wait()
     watcher.join()
-    return first_step, peak[0] / 2**20, last if proc.returncode else ""
+    failed = first_step is None and proc.returncode
+    return Measured(first_step, peak[0] / 2**20, last if failed else "", rate, vocabulary)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     folder = Path(tempfile.mkdtemp(prefix="tfhf-data-scale-"))
-    print(f"{'task':<10}{'corpus':>14}{'first step':>12}{'peak RSS':>11}")
+    print(
+        f"{'task':<10}{'corpus':>14}{'run':>6}{'first step':>12}{'peak RSS':>11}"
+        f"{'vocabulary':>12}  tokenizing"
+    )
     for task in _TASKS.value:
         corpora = (
             [Path(_TRAIN_FILE.value)]
@@ -136,13 +165,17 @@ def main(argv: list[str]) -> None:
         )
         for corpus in corpora:
             size = sum(p.stat().st_size for p in [corpus] if p.is_file()) / 1e6
-            first, peak, failure = _run(task, corpus, folder / f"run_{task}_{size:.0f}")
-            shown = f"{first:.0f} s" if first is not None else "none"
-            print(
-                f"{task:<10}{size:>11.0f} MB{shown:>12}{peak:>8.2f} GiB"
-                + (f"  failed: {failure}" if failure else ""),
-                flush=True,
-            )
+            cached = task in ("lm", "mlm") and _WARM.value
+            cache = ["--token_cache", str(folder / f"cache_{task}_{size:.0f}")] if cached else []
+            for run in ("cold", "warm") if cached else ("-",):
+                found = _run(task, corpus, folder / f"run_{task}_{size:.0f}_{run}", cache)
+                shown = f"{found.first_step:.0f} s" if found.first_step is not None else "none"
+                print(
+                    f"{task:<10}{size:>11.0f} MB{run:>6}{shown:>12}{found.peak_gib:>8.2f} GiB"
+                    f"{found.vocabulary:>12}  "
+                    + (f"failed: {found.failure}" if found.failure else found.rate),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

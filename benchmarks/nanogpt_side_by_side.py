@@ -65,8 +65,8 @@ def write_characters(folder: Path) -> int:
     """tfhf's split in nanoGPT's character format; returns the validation characters."""
     from tfhf.data.corpus import load_corpus
 
-    corpus = load_corpus(dataset="shakespeare")
-    train, validation = "\n\n".join(corpus.train), "\n\n".join(corpus.validation)
+    train_works, validation_works = load_corpus(dataset="shakespeare").gathered()
+    train, validation = "\n\n".join(train_works), "\n\n".join(validation_works)
     characters = sorted(set(train + validation))
     index = {c: i for i, c in enumerate(characters)}
     folder.mkdir(parents=True, exist_ok=True)

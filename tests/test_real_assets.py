@@ -99,12 +99,10 @@ def test_the_default_mlm_vocabulary_is_the_same_every_time(tmp_path):
     from tfhf.tokenizers import wordpiece
 
     defaults = MlmConfig()
-    text = corpus.load_corpus(dataset=defaults.dataset)
+    train, _ = corpus.load_corpus(dataset=defaults.dataset).gathered()
     vocabularies = set()
     for i in range(3):
-        wordpiece.train_wordpiece(
-            text.train, vocab_size=defaults.vocab_size, folder=tmp_path / str(i)
-        )
+        wordpiece.train_wordpiece(train, vocab_size=defaults.vocab_size, folder=tmp_path / str(i))
         vocabularies.add((tmp_path / str(i) / "vocab.txt").read_text(encoding="utf-8"))
     assert len(vocabularies) == 1
 

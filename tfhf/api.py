@@ -105,13 +105,8 @@ def iter_inputs(texts: Sequence[str], input_file: str, text_column: str) -> Iter
     from tfhf.data import records
 
     yield from texts
-    for path in records.expand_files(input_file) if input_file else []:
-        column = "text" if records.file_kind(path)[0] == "txt" else text_column
-        for where, row in records.iter_records(path, columns=(column,)):
-            if isinstance(row[column], str):
-                yield row[column]
-            else:
-                records.bad_record(where, f"'{column}' is not a string")
+    if input_file:
+        yield from (t.text for t in records.iter_texts(input_file, text_column=text_column))
 
 
 class Prediction(NamedTuple):

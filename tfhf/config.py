@@ -27,6 +27,8 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"
 MIXED_PRECISION = ("none", "fp16", "bf16")
 # The one default seed: training, sampling in tfhf.generate and the exports' `seed` input.
 DEFAULT_SEED = 42
+# How a .txt file is cut into texts (tfhf.data.records).
+TEXT_FORMATS = ("lines", "paragraphs", "document")
 
 # What a setting is about, in the order `--helpshort` and the reference list them. A task's
 # own setting declared without a group is listed under "task".
@@ -255,4 +257,58 @@ class ScratchModelConfig(TrainConfig):
             problems.append(
                 f"--n_embd ({self.n_embd}) must be a multiple of --n_head ({self.n_head})"
             )
+        return problems
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusConfig(ScratchModelConfig):
+    """The settings of the tasks that learn from unlabelled text (lm, mlm)."""
+
+    train_file: str = setting(
+        "",
+        "Training text, named as the files of any task (a file, a glob, a list, a folder; "
+        ".gz too): each .txt file one document, or .csv/.tsv/.jsonl/TFRecord rows with "
+        "--text_column. Read as it is needed: memory does not grow with its size.",
+        group="data",
+    )
+    text_column: str = setting(
+        "text", "Column with the text of .csv/.tsv/.jsonl/TFRecord files.", group="data"
+    )
+    text_format: str = setting(
+        "document",
+        "How .txt files are cut into documents: 'document' (each file one), 'lines' (one "
+        "per non-blank line) or 'paragraphs' (one per block between blank lines).",
+        group="data",
+    )
+    vocab_sample_bytes: int = setting(
+        128_000_000,
+        "From scratch: the tokenizer is trained on a seeded sample of at most this many bytes "
+        "of the training text (all of it when it is smaller), drawn from every file.",
+        group="data",
+    )
+    shuffle_buffer: int = setting(
+        100_000,
+        "Training examples shuffled at once: memory holds this many; when the corpus has "
+        "fewer, each epoch is a full shuffle.",
+        group="data",
+    )
+    token_cache: str = setting(
+        "",
+        "Folder (local or any tf.io.gfile path, such as gs://) where the tokenized corpus and "
+        "the trained tokenizer are kept for later runs on the same text; empty: "
+        "$TFHF_HOME/token_cache.",
+        group="data",
+    )
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if self.text_format not in TEXT_FORMATS:
+            problems.append(
+                f"--text_format must be one of {', '.join(TEXT_FORMATS)}, got '{self.text_format}'"
+            )
+        problems += [
+            f"--{name} must be positive, got {getattr(self, name)}"
+            for name in ("vocab_sample_bytes", "shuffle_buffer")
+            if getattr(self, name) < 1
+        ]
         return problems

@@ -144,21 +144,22 @@ def run(task, *, callbacks: Sequence[tf_keras.callbacks.Callback] = ()) -> RunRe
         raise TfhfError("; ".join(problems))
     started = time.perf_counter()
     tf_keras.utils.set_random_seed(config.seed)
-    with records.skipping(config.skip_bad_records) as skipped:
-        data_description = task.load_inputs()
-    if skipped.count:
-        print(
-            f"tfhf: skipped {skipped.count} bad records (--skip_bad_records); the first: "
-            f"{skipped.first}",
-            flush=True,
-        )
-    runtime = runtimes.start(config)
-    workdir = runtime.placement.workdir
     scratch = Path(tempfile.mkdtemp(prefix="tfhf-"))
-    version_dir = None
+    runtime = version_dir = None
     try:
-        model = task.build_model(runtime, scratch)
-
+        # Records are read in load_inputs, and by the tasks that tokenize a corpus once in
+        # build_model.
+        with records.skipping(config.skip_bad_records) as skipped:
+            data_description = task.load_inputs()
+            runtime = runtimes.start(config)
+            model = task.build_model(runtime, scratch)
+        if skipped.count:
+            print(
+                f"tfhf: skipped {skipped.count} bad records (--skip_bad_records); the first: "
+                f"{skipped.first}",
+                flush=True,
+            )
+        workdir = runtime.placement.workdir
         open_workdir(workdir, config.to_flagfile())
 
         data = task.training_data(runtime)
@@ -210,7 +211,8 @@ def run(task, *, callbacks: Sequence[tf_keras.callbacks.Callback] = ()) -> RunRe
             results.update(task.after_export(model))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        runtime.placement.cleanup()
+        if runtime is not None:
+            runtime.placement.cleanup()
 
     examples_per_second = trained.steps * config.batch_size / max(trained.seconds, 1e-9)
     metrics = {

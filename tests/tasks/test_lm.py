@@ -109,17 +109,16 @@ def test_folio_duplicates_are_left_out(tmp_path):
 def test_user_corpus_holds_out_validation_and_refuses_bad_files(tmp_path):
     docs = tmp_path / "docs.jsonl"
     docs.write_text("".join(json.dumps({"text": f"document {i}\n"}) + "\n" for i in range(20)))
-    split = corpus.load_corpus(dataset="", train_file=str(docs), seed=3)
-    assert len(split.train) == 18 and len(split.validation) == 2
-    assert not set(split.train) & set(split.validation)
+    train, validation = corpus.load_corpus(dataset="", train_file=str(docs), seed=3).gathered()
+    assert len(train) == 18 and validation == ["document 3\n", "document 13\n"]
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n")
-    with pytest.raises(TfhfError, match="empty.txt: file is empty"):
+    with pytest.raises(TfhfError, match="empty.txt: corpus is empty"):
         corpus.load_corpus(dataset="", train_file=str(empty))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"body": "no text"}\n')
     with pytest.raises(TfhfError, match="bad.jsonl:2: no column 'text'"):
-        corpus.load_corpus(dataset="", train_file=str(bad))
+        corpus.load_corpus(dataset="", train_file=str(bad)).gathered()
     with pytest.raises(TfhfError, match="unknown corpus 'wikipedia'"):
         corpus.load_corpus(dataset="wikipedia")
 
@@ -129,18 +128,18 @@ def test_txt_files_are_documents_lines_or_paragraphs_and_a_folder_is_its_files(t
     books.mkdir()
     for i in range(12):
         (books / f"book{i:02}.txt").write_text(f"Book {i}.\nIt begins.\n\nIt ends.\n")
-    by_file = corpus.load_corpus(dataset="", train_file=str(books), seed=0)
-    assert len(by_file.train) + len(by_file.validation) == 12
-    assert "Book 3.\nIt begins.\n\nIt ends.\n" in by_file.train + by_file.validation
+    by_file = sum(corpus.load_corpus(dataset="", train_file=str(books), seed=0).gathered(), [])
+    assert len(by_file) == 12
+    assert "Book 3.\nIt begins.\n\nIt ends.\n" in by_file
     by_paragraph = corpus.load_corpus(
         dataset="", train_file=f"{books}/book0*.txt", text_format="paragraphs", seed=0
     )
-    assert len(by_paragraph.train) + len(by_paragraph.validation) == 20  # 10 files, 2 each
+    assert len(sum(by_paragraph.gathered(), [])) == 20  # 10 files, 2 each
     by_line = corpus.load_corpus(
         dataset="", train_file=f"{books}/book0[0-3].txt", text_format="lines", seed=0
     )
-    assert len(by_line.train) + len(by_line.validation) == 12  # 4 files, 3 lines each
-    assert "It begins." in by_line.train + by_line.validation
+    assert len(sum(by_line.gathered(), [])) == 12  # 4 files, 3 lines each
+    assert "It begins." in sum(by_line.gathered(), [])
     problems = LmConfig(task="lm", text_format="pages").problems()
     assert any("--text_format must be one of lines, paragraphs, document" in p for p in problems)
 
@@ -197,6 +196,7 @@ def lm_config(tmp_path, train_file, **overrides):
         learning_rate=3e-3,
         workdir=str(tmp_path / "run"),
         export_dir=str(tmp_path / "export"),
+        token_cache=str(tmp_path / "tokens"),
         seed=5,
     )
     values.update(overrides)
@@ -228,6 +228,37 @@ def test_short_training_run_learns_and_saves_a_loadable_model(tmp_path):
     assert model.config.n_positions == 32 and len(tokenizer) == model.config.vocab_size
     ids = tf.constant([tokenizer("It is the east")["input_ids"]])
     assert model(ids).logits.shape[-1] == model.config.vocab_size
+
+
+def test_bad_records_are_skipped_and_a_second_run_starts_from_the_cache(tmp_path, capsys):
+    docs = tmp_path / "docs.jsonl"
+    lines = [json.dumps({"text": line}) for line in VERSE.splitlines() * 8 if line]
+    lines.insert(30, json.dumps({"body": "no text"}))
+    docs.write_text("\n".join(lines) + "\n")
+    quick = dict(epochs=1, max_steps_per_epoch=2, export=False)
+    with pytest.raises(TfhfError, match="docs.jsonl:31: no column 'text'"):
+        run(lm_config(tmp_path, docs, **quick))
+    assert not (tmp_path / "run").exists()
+    skipping = dict(skip_bad_records=True, **quick)
+    run(lm_config(tmp_path, docs, **skipping))
+    first = capsys.readouterr().out
+    # Another run from scratch, and one that goes on training the first one's model: both
+    # read the tokenized corpus (and the first its tokenizer) from the cache.
+    run(lm_config(tmp_path, docs, workdir=str(tmp_path / "again"), **skipping))
+    again = capsys.readouterr().out
+    run(
+        lm_config(
+            tmp_path, docs, model=str(tmp_path / "run"), workdir=str(tmp_path / "on"), **skipping
+        )
+    )
+    going_on = capsys.readouterr().out
+    for out in (first, again, going_on):
+        assert f"skipped 1 bad records (--skip_bad_records); the first: {docs}:31" in out
+    assert "; kept in" in first and "from the cache" not in first
+    assert "byte-level BPE tokenizer from the cache" in again
+    assert (
+        "tokenized corpus from the cache" in again and "tokenized corpus from the cache" in going_on
+    )
 
 
 def test_corpus_shorter_than_one_block_is_refused(tmp_path):

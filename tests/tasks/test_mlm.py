@@ -46,6 +46,7 @@ def mlm_config(tmp_path, train_file, **overrides):
         epochs=3,
         learning_rate=3e-3,
         workdir=str(tmp_path / "run"),
+        token_cache=str(tmp_path / "tokens"),
         seed=3,
     )
     values.update(overrides)

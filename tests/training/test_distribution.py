@@ -116,6 +116,7 @@ def test_two_workers_finish_with_identical_weights_and_only_the_chief_writes(tmp
         learning_rate=3e-3,
         workdir=str(tmp_path / "run"),
         export_dir=str(tmp_path / "export"),
+        token_cache=str(tmp_path / "tokens"),
     )
     procs = []
     try:
@@ -164,3 +165,7 @@ def test_two_workers_finish_with_identical_weights_and_only_the_chief_writes(tmp
     assert not (run_dir / "checkpoints").exists()
     assert not list(tmp_path.rglob("workertemp*"))
     assert "not the chief: outputs go to a temporary folder" in outputs[1]
+    # The chief alone trains the tokenizer and tokenizes the corpus; the other reads its cache.
+    assert "trained on" in outputs[0] and "; kept in" in outputs[0]
+    assert "trained on" not in outputs[1] and "; kept in" not in outputs[1]
+    assert "tokenizer from the cache" in outputs[1] or "waiting for the chief" in outputs[1]

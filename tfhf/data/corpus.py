@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
+import tensorflow as tf
 
-from tfhf.data.sources import read_texts
+from tfhf.data import records, token_cache
+from tfhf.data.records import Text
 from tfhf.errors import TfhfError
 
 PACKAGED_CORPORA = ("shakespeare", "rotten_tomatoes")
@@ -26,13 +30,54 @@ _END = re.compile(
 )
 
 
+# A .txt document longer than this is read in pieces (see `records.iter_texts`).
+PIECE_CHARS = 1 << 20
+# The most validation text held out of a large corpus: it is scored after every epoch.
+HELD_OUT_CHARS = 10_000_000
+
+
 @dataclasses.dataclass(frozen=True)
 class Corpus:
-    """Training and validation documents."""
+    """A corpus's training and validation text, read again each time it is needed.
 
-    train: list[str]
-    validation: list[str]
+    Attributes:
+      description: What it is, for people.
+      fingerprint: Names the text exactly (the packaged text's digest, or the files' names,
+        sizes and modification times with the reading settings): a cache key.
+      train_bytes: About how large the training text is (for files, their size on disk).
+      texts: Yields ("train" or "validation", `records.Text`) for every text, in order.
+    """
+
     description: str
+    fingerprint: str
+    train_bytes: int
+    texts: Callable[[], Iterator[tuple[str, Text]]]
+
+    def gathered(self) -> tuple[list[str], list[str]]:
+        """The training and validation texts as lists: for small corpora only."""
+        found = {"train": [], "validation": []}
+        for split, text in self.texts():
+            found[split].append(text.text)
+        return found["train"], found["validation"]
+
+
+def in_memory_corpus(train: list[str], validation: list[str], description: str = "") -> Corpus:
+    """A corpus of texts already in memory (each one document)."""
+
+    def texts():
+        for split, documents in (("train", train), ("validation", validation)):
+            for document in documents:
+                yield split, Text("", document)
+
+    content = hashlib.blake2b(digest_size=16)
+    for document in (*train, "", *validation):
+        content.update(document.encode("utf-8", "surrogatepass") + b"\0")
+    return Corpus(
+        description or f"{len(train)} + {len(validation)} texts",
+        content.hexdigest(),
+        sum(len(d.encode("utf-8", "surrogatepass")) for d in train),
+        texts,
+    )
 
 
 def strip_gutenberg(text: str) -> str:
@@ -73,7 +118,7 @@ def load_shakespeare() -> Corpus:
         raise TfhfError(f"packaged Shakespeare corpus lacks {missing}")
     train = [t for name, t in works.items() if name not in SHAKESPEARE_VALIDATION_WORKS]
     validation = [works[name] for name in SHAKESPEARE_VALIDATION_WORKS]
-    return Corpus(
+    return in_memory_corpus(
         train,
         validation,
         f"shakespeare ({len(train)} works + "
@@ -81,32 +126,78 @@ def load_shakespeare() -> Corpus:
     )
 
 
-def read_documents(
-    path: str | Path, *, text_column: str = "text", text_format: str = "document"
-) -> list[str]:
-    """Documents from the files `path` names: .txt files by `text_format` (each file one
-    document, or one per line or paragraph), other kinds one per row (`text_column`)."""
-    documents = [
-        d for d in read_texts(path, text_column=text_column, text_format=text_format) if d.strip()
-    ]
-    if not documents:
-        raise TfhfError(f"{path}: corpus is empty")
-    return documents
+def _held_out(texts: Iterator[Text], seed: int) -> Iterator[tuple[str, Text]]:
+    """Every tenth text to validation (the ones at `seed` modulo 10) until it holds
+    `HELD_OUT_CHARS`, the rest to training. With fewer than ten texts, the last 10% of their
+    text, cut at a line break."""
+    first = list(itertools.islice(texts, 10))
+    if len(first) < 10:
+        text = "".join(t.text for t in first)
+        cut = text.rfind("\n", 0, int(len(text) * 0.9)) + 1 or int(len(text) * 0.9)
+        yield "train", Text(first[0].where, text[:cut])
+        yield "validation", Text(first[0].where, text[cut:])
+        return
+    held = 0
+    for index, text in enumerate(itertools.chain(first, texts)):
+        if index % 10 == seed % 10 and held < HELD_OUT_CHARS:
+            held += len(text.text)
+            yield "validation", text
+        else:
+            yield "train", text
 
 
-def _hold_out(documents: list[str], seed: int) -> tuple[list[str], list[str]]:
-    if len(documents) >= 10:
-        order = np.random.default_rng(seed).permutation(len(documents))
-        n_val = max(1, len(documents) // 10)
-        held = set(order[:n_val].tolist())
-        return (
-            [d for i, d in enumerate(documents) if i not in held],
-            [d for i, d in enumerate(documents) if i in held],
-        )
-    # Few documents: the last 10% of the text, cut at a line break.
-    text = "".join(documents)
-    cut = text.rfind("\n", 0, int(len(text) * 0.9)) + 1 or int(len(text) * 0.9)
-    return [text[:cut]], [text[cut:]]
+def file_corpus(
+    train_file: str,
+    validation_file: str = "",
+    *,
+    text_column: str = "text",
+    text_format: str = "document",
+    seed: int = 0,
+) -> Corpus:
+    """The texts of the files `train_file` names (see `records.iter_texts`; a .txt document
+    of more than `PIECE_CHARS` characters comes in pieces), read as they are needed.
+
+    Without `validation_file`, every tenth text is held out for validation (which ones
+    depends on `seed`) up to `HELD_OUT_CHARS` characters, or with fewer than ten texts the
+    last tenth of the text.
+
+    Raises:
+      TfhfError: A file is missing or of a kind tfhf does not read, or the first texts show
+        a problem (no such column, nothing but blank text): found before any long pass.
+    """
+    reading = dict(text_column=text_column, text_format=text_format, piece_chars=PIECE_CHARS)
+    specs = {"train": train_file, "validation": validation_file}
+    files = {split: records.expand_files(spec) for split, spec in specs.items() if spec}
+    for paths in files.values():
+        for path in paths:
+            records.file_kind(path)
+
+    def read(split):
+        return records.iter_texts(specs[split], **reading)
+
+    def texts():
+        if validation_file:
+            yield from (("train", t) for t in read("train"))
+            yield from (("validation", t) for t in read("validation"))
+        else:
+            yield from _held_out(read("train"), seed)
+
+    with records.uncounted():
+        for split in files:
+            if next(read(split), None) is None:
+                raise TfhfError(f"{specs[split]}: corpus is empty")
+    stats = {split: [_stat(p) for p in paths] for split, paths in files.items()}
+    return Corpus(
+        f"files ({train_file})",
+        token_cache.digest(stats, text_column, text_format, PIECE_CHARS, seed),
+        sum(size for _, size, _ in stats["train"]),
+        texts,
+    )
+
+
+def _stat(path: str) -> tuple[str, int, int]:
+    info = tf.io.gfile.stat(path)
+    return path, info.length, info.mtime_nsec
 
 
 def load_packaged_corpus(name: str) -> Corpus:
@@ -120,7 +211,7 @@ def load_packaged_corpus(name: str) -> Corpus:
 
     raw = rotten_tomatoes.read_raw(assets.fetch(assets.ROTTEN_TOMATOES))
     reviews, held_out = rotten_tomatoes.pretraining_texts(raw)
-    return Corpus(
+    return in_memory_corpus(
         reviews,
         held_out,
         f"rotten_tomatoes ({len(reviews)} train snippets and plots, "
@@ -140,59 +231,31 @@ def load_corpus(
     """The user's corpus when `train_file` is set, else the packaged corpora `dataset` names
     (joined by '+').
 
-    A missing validation file is split off the training documents (10% of them, by
-    `seed`), or off the end of the text when there are fewer than ten documents.
+    The files are read as they are needed (see `file_corpus`); the packaged corpora are
+    small and held in memory.
     """
     if train_file:
-        train = read_documents(train_file, text_column=text_column, text_format=text_format)
-        if validation_file:
-            validation = read_documents(
-                validation_file, text_column=text_column, text_format=text_format
-            )
-        else:
-            train, validation = _hold_out(train, seed)
-        corpus = Corpus(train, validation, f"files ({train_file})")
-    elif validation_file:
-        raise TfhfError("--validation_file needs --train_file")
-    elif dataset and set(dataset.split("+")) <= set(PACKAGED_CORPORA):
-        parts = [load_packaged_corpus(name) for name in dataset.split("+")]
-        corpus = Corpus(
-            [d for part in parts for d in part.train],
-            [d for part in parts for d in part.validation],
-            " + ".join(part.description for part in parts),
+        return file_corpus(
+            train_file,
+            validation_file,
+            text_column=text_column,
+            text_format=text_format,
+            seed=seed,
         )
-    else:
+    if validation_file:
+        raise TfhfError("--validation_file needs --train_file")
+    names = dataset.split("+") if dataset else []
+    if not names or not set(names) <= set(PACKAGED_CORPORA):
         raise TfhfError(
             f"unknown corpus '{dataset}' (packaged: {', '.join(PACKAGED_CORPORA)}, or several "
             "joined by '+'; or give --train_file)"
         )
-    if not "".join(corpus.validation).strip():
-        raise TfhfError(f"{corpus.description}: the validation text is empty")
-    return corpus
-
-
-def encode_documents(tokenizer, documents: list[str], *, separator_id: int) -> np.ndarray:
-    """All documents as one id stream, each followed by `separator_id` (GPT-2's end-of-text,
-    BERT's [SEP]); documents that tokenize to nothing are left out. No other special tokens.
-
-    The tokenizer runs once over the whole list (in Rust, for fast tokenizers).
-    """
-    pieces = []
-    separator = np.asarray([separator_id], np.int32)
-    for ids in tokenizer(documents, add_special_tokens=False, verbose=False)["input_ids"]:
-        if ids:
-            pieces += [np.asarray(ids, np.int32), separator]
-    return np.concatenate(pieces) if pieces else np.zeros([0], np.int32)
-
-
-def encode_corpus(tokenizer, text: Corpus, *, separator_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training and validation documents as id streams (see `encode_documents`),
-    announced with their token counts."""
-    train = encode_documents(tokenizer, text.train, separator_id=separator_id)
-    validation = encode_documents(tokenizer, text.validation, separator_id=separator_id)
-    print(
-        f"tfhf: corpus {text.description}: {len(train):,} training tokens, "
-        f"{len(validation):,} validation tokens",
-        flush=True,
-    )
-    return train, validation
+    parts = [load_packaged_corpus(name) for name in names]
+    train, validation = [], []
+    for part in parts:
+        part_train, part_validation = part.gathered()
+        train += part_train
+        validation += part_validation
+    if not "".join(validation).strip():
+        raise TfhfError(f"{dataset}: the validation text is empty")
+    return in_memory_corpus(train, validation, " + ".join(p.description for p in parts))

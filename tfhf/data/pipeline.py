@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfhf.data.masking import MaskingRule, mask_tokens
+from tfhf.data.token_cache import Shard
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
 
 # Texts are tokenized a block at a time: the tokenizer's per-call cost dominates on short texts.
@@ -100,20 +101,82 @@ def padding_fraction(ds: tf.data.Dataset, *, steps: int | None = None) -> float:
     return 1.0 - real / max(total, 1)
 
 
+# Training examples shuffled at once by default: a full shuffle of the packaged corpora's
+# blocks, a bounded one (about 50 MB of 128-token blocks) of a larger corpus.
+SHUFFLE_BUFFER = 100_000
+
+
+def token_chunks(
+    source: np.ndarray | Sequence[Shard],
+    size: int,
+    *,
+    training: bool,
+    seed: int = 0,
+    shuffle_buffer: int = SHUFFLE_BUFFER,
+    min_length: int = 1,
+) -> tuple[tf.data.Dataset, int]:
+    """Consecutive chunks of `size` ids of a token stream (an array, or the shards of a
+    `tfhf.data.token_cache` entry, read from disk as needed), each shard's last chunk
+    shorter, those under `min_length` left out; and how many chunks there are.
+
+    Training shuffles the shards' order and the chunks within a buffer of `shuffle_buffer`
+    (all of them when there are fewer: then each epoch is a full shuffle), reshuffled each
+    epoch, and repeats; otherwise the chunks come in order, once.
+    """
+    if isinstance(source, np.ndarray):
+        ids = np.asarray(source, np.int32)
+        whole = len(ids) - len(ids) % size
+        chunks = tf.data.Dataset.from_tensor_slices(ids[:whole].reshape(-1, size))
+        if len(ids) - whole >= min_length:
+            chunks = chunks.concatenate(tf.data.Dataset.from_tensors(ids[whole:]))
+        count = -(-len(ids) // size)
+    else:
+        paths = [s.path for s in source]
+        tails = [s.tokens % size for s in source]
+        count = sum(-(-s.tokens // size) for s in source)
+
+        def read(path, tail, tokens):
+            body = tf.data.FixedLengthRecordDataset(path, 4 * size, footer_bytes=4 * tail)
+            last = tf.data.FixedLengthRecordDataset(
+                path, 4 * tf.maximum(tail, 1), header_bytes=4 * (tokens - tail)
+            ).filter(lambda _: tail >= min_length)
+            return body.concatenate(last).map(lambda r: tf.io.decode_raw(r, tf.int32))
+
+        shards = tf.data.Dataset.from_tensor_slices(
+            (paths, np.asarray(tails, np.int64), np.asarray([s.tokens for s in source], np.int64))
+        )
+        if training:
+            shards = shards.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        # Training draws from several shards at once, so the shuffle buffer holds blocks from
+        # all over the corpus; otherwise the shards are read in order.
+        chunks = shards.interleave(
+            read,
+            cycle_length=min(len(paths), 4) if training else 1,
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    if training:
+        chunks = chunks.shuffle(
+            max(min(count, shuffle_buffer), 1), seed=seed, reshuffle_each_iteration=True
+        ).repeat()
+    return chunks, count
+
+
 def lm_dataset(
-    ids: np.ndarray,
+    source: np.ndarray | Sequence[Shard],
     *,
     block_size: int,
     batch_size: int,
     pad_id: int,
     training: bool,
     seed: int = 0,
+    shuffle_buffer: int = SHUFFLE_BUFFER,
 ) -> tf.data.Dataset:
-    """Batches of `(input_ids, next-token labels, loss weights)` packed from one id stream.
+    """Batches of `(input_ids, next-token labels, loss weights)` packed from one id stream
+    (an array, or a tokenized corpus's shards: see `token_chunks`).
 
     The stream is cut into consecutive blocks of `block_size + 1` tokens; each block
-    gives inputs `block[:-1]` and labels `block[1:]`. The last, shorter block is
-    padded to full length with weight 0 on the padding, so every batch has the
+    gives inputs `block[:-1]` and labels `block[1:]`. The last, shorter block (of each
+    shard) is padded to full length with weight 0 on the padding, so every batch has the
     static shape [batch, block_size] and padding never counts in the loss.
 
     Example:
@@ -123,13 +186,15 @@ def lm_dataset(
       >>> inputs[0].numpy().tolist(), labels[0].numpy().tolist()
       ([1, 2, 3, 4, 5, 6, 7, 8], [2, 3, 4, 5, 6, 7, 8, 9])
     """
-    ds = tf.data.Dataset.from_tensor_slices(np.asarray(ids, np.int32))
-    ds = ds.batch(block_size + 1, drop_remainder=False)
-    ds = ds.filter(lambda block: tf.size(block) > 1)  # one token predicts nothing
-    ds = ds.cache()
-    if training:
-        n_blocks = (len(ids) + block_size) // (block_size + 1)
-        ds = ds.shuffle(max(n_blocks, 1), seed=seed, reshuffle_each_iteration=True).repeat()
+    # A block of one token predicts nothing.
+    ds, _ = token_chunks(
+        source,
+        block_size + 1,
+        training=training,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+        min_length=2,
+    )
 
     def to_example(block):
         n = tf.size(block) - 1
@@ -150,7 +215,7 @@ def lm_dataset(
 
 
 def mlm_dataset(
-    ids: np.ndarray,
+    source: np.ndarray | Sequence[Shard],
     *,
     max_seq_length: int,
     batch_size: int,
@@ -160,8 +225,10 @@ def mlm_dataset(
     rule: MaskingRule,
     training: bool,
     seed: int = 0,
+    shuffle_buffer: int = SHUFFLE_BUFFER,
 ) -> tf.data.Dataset:
-    """Batches of `(features, labels, weights)` for masked-LM training, packed from one id stream.
+    """Batches of `(features, labels, weights)` for masked-LM training, packed from one id stream
+    (an array, or a tokenized corpus's shards: see `token_chunks`).
 
     The stream (documents separated by `[SEP]`) is cut into windows of
     `max_seq_length - 2` tokens, each wrapped as `[CLS] window [SEP]`; the last is
@@ -171,12 +238,9 @@ def mlm_dataset(
     `weights` mark the chosen tokens. For training, the weights of a batch are scaled
     to average 1, so that Keras' mean over all positions is the mean over chosen tokens.
     """
-    window = max_seq_length - 2
-    ds = tf.data.Dataset.from_tensor_slices(np.asarray(ids, np.int32))
-    ds = ds.batch(window, drop_remainder=False).cache()
-    if training:
-        n_windows = (len(ids) + window - 1) // window
-        ds = ds.shuffle(max(n_windows, 1), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds, _ = token_chunks(
+        source, max_seq_length - 2, training=training, seed=seed, shuffle_buffer=shuffle_buffer
+    )
     ds = ds.enumerate()
 
     def to_example(position, chunk):

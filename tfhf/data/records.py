@@ -20,9 +20,11 @@ import gzip
 import io
 import json
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import tensorflow as tf
 
+from tfhf.config import TEXT_FORMATS
 from tfhf.errors import TfhfError
 
 # Extensions a file may have (before an optional .gz), and what a folder's files are read as.
@@ -35,7 +37,6 @@ KINDS = {
     ".tfrecord": "tfrecord",
     ".tfrecords": "tfrecord",
 }
-TEXT_FORMATS = ("lines", "paragraphs", "document")
 
 
 def expand_files(spec: str) -> list[str]:
@@ -133,6 +134,24 @@ def skipping(skip: bool = True) -> Iterator[Skipped]:
         _SKIPPING.reset(token)
 
 
+def skipped_records() -> Skipped | None:
+    """The count of the `skipping` block around the caller (None outside one)."""
+    return _SKIPPING.get()
+
+
+@contextlib.contextmanager
+def uncounted() -> Iterator[None]:
+    """Bad records met within the block are skipped (inside a `skipping` block) or raise as
+    usual, but not counted: for a look at records that a later pass reads and counts."""
+    skipped = _SKIPPING.get()
+    saved = (skipped.count, skipped.first) if skipped else None
+    try:
+        yield
+    finally:
+        if skipped:
+            skipped.count, skipped.first = saved
+
+
 def iter_records(
     spec: str,
     *,
@@ -170,6 +189,85 @@ def iter_records(
                 yield from _jsonl(path, text, columns, skip_bad_records)
             else:
                 yield from _delimited(path, text, kind, columns, skip_bad_records)
+
+
+class Text(NamedTuple):
+    """A text of `iter_texts`: where it starts ("file:line"), the text, and whether the
+    document it belongs to ends with it (False only for a piece of a longer document)."""
+
+    where: str
+    text: str
+    ends_document: bool = True
+
+
+def iter_texts(
+    spec: str, *, text_column: str, text_format: str = "lines", piece_chars: int = 0
+) -> Iterator[Text]:
+    """The texts of the files `spec` names, one at a time: a .txt file's by `text_format`,
+    every other file's `text_column` (which must hold a non-blank string).
+
+    With `piece_chars`, a .txt document longer than that comes in pieces of about that
+    many characters, so memory does not grow with the file. A piece ends just before a
+    line break that follows a printable, non-space character: byte-level BPE and WordPiece
+    tokenize the pieces one by one exactly as they tokenize the whole (their pre-tokenizers
+    split there anyway), so a corpus of one huge document tokenizes as it would whole.
+
+    Raises:
+      TfhfError: As `iter_records`, and for a missing, empty or non-string text (skipped and
+        counted instead inside a `skipping` block).
+    """
+    for path in expand_files(spec):
+        if file_kind(path)[0] == "txt":
+            if text_format == "document" and piece_chars:
+                with _open_text(path, compressed=file_kind(path)[1]) as text:
+                    yield from _document_pieces(path, text, piece_chars)
+                continue
+            for where, row in iter_records(path, columns=("text",), text_format=text_format):
+                yield Text(where, row["text"])
+            continue
+        for where, row in iter_records(path, columns=(text_column,)):
+            value = row[text_column]
+            if not isinstance(value, str):
+                bad_record(where, f"'{text_column}' is not a string")
+            elif not value.strip():
+                bad_record(where, f"empty '{text_column}'")
+            else:
+                yield Text(where, value)
+
+
+def _piece_end(text: str, start: int) -> int:
+    """The last place at or after `start` where a piece may end (see `iter_texts`): before a
+    line break that follows a printable non-space character; 0 where there is none."""
+    end = len(text)
+    while (end := max(text.rfind("\n", start, end), text.rfind("\r", start, end))) > start:
+        before = text[end - 1]
+        if before.isprintable() and not before.isspace():
+            return end
+    return 0
+
+
+def _document_pieces(path: str, text, piece_chars: int) -> Iterator[Text]:
+    carry, line, pending = "", 1, None
+    with _reading(path):
+        while chunk := text.read(piece_chars):
+            carry += chunk
+            # Only the part added since the last cut is searched: each character is looked
+            # at a bounded number of times however long a piece runs.
+            if end := _piece_end(carry, max(len(carry) - len(chunk) - 1, 1)):
+                if pending:
+                    yield pending
+                pending = Text(f"{path}:{line}", carry[:end], ends_document=False)
+                line += carry.count("\n", 0, end)
+                carry = carry[end:]
+    # A piece always holds a non-space character; only the rest after the last cut can be
+    # blank, and then it joins the last piece (its whitespace is part of the document).
+    if pending and not carry.strip():
+        yield Text(pending.where, pending.text + carry)
+        return
+    if pending:
+        yield pending
+    if carry.strip():
+        yield Text(f"{path}:{line}", carry)
 
 
 def _known(name: str) -> bool:

@@ -125,27 +125,6 @@ def read_text_pairs(
     return columns
 
 
-def read_texts(path: str | Path, *, text_column: str, text_format: str = "lines") -> list[str]:
-    """Texts from the files `path` names: .txt files by `text_format` (a text per line, per
-    paragraph, or each file one "document"), else the `text_column` of each row."""
-    spec = str(path)
-    files = records.expand_files(spec)
-    if all(records.file_kind(f)[0] == "txt" for f in files):
-        found = records.iter_records(spec, columns=("text",), text_format=text_format)
-        texts = [row["text"] for _, row in found]
-        if not texts:
-            raise TfhfError(f"{spec}: file is empty")
-        return texts
-    rows = read_rows(spec)
-    texts = []
-    for where, row in rows:
-        try:
-            texts.append(_text(rows, text_column, where, row))
-        except _BadRow:
-            continue
-    return texts
-
-
 def label_vocabulary(labels: list[str]) -> list[str]:
     """Sorted label names: numerically when every label is an integer, else as strings."""
     unique = set(labels)

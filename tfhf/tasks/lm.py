@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
-from tfhf.config import ExportConfig, ScratchModelConfig, setting
-from tfhf.data import corpus, pipeline
-from tfhf.data.records import TEXT_FORMATS
+from tfhf.config import CorpusConfig, ExportConfig, setting
+from tfhf.data import pipeline, token_cache
 from tfhf.errors import TfhfError
 from tfhf.generation.generator import GenerationSettings, Generator
 from tfhf.models import loading
 from tfhf.models.model_folder import save_pretrained_folder
 from tfhf.runner import TrainingData
 from tfhf.serving.lm_export import LM_SIGNATURES, export_language_model
+from tfhf.tasks.corpus_task import CorpusTask
 from tfhf.tasks.registry import register_task
-from tfhf.tasks.task import Task
 from tfhf.tokenizers import bpe
 from tfhf.training.evaluation import EvaluateTokensEachEpoch
 from tfhf.training.flops import transformer_training_flops
@@ -25,7 +25,7 @@ SAMPLE_PROMPTS = ("KING.\n", "ROMEO.\n", "Enter")
 
 
 @dataclasses.dataclass(frozen=True)
-class LmConfig(ScratchModelConfig, ExportConfig):
+class LmConfig(CorpusConfig, ExportConfig):
     task: str = "lm"
     model: str = setting(
         "",
@@ -35,22 +35,6 @@ class LmConfig(ScratchModelConfig, ExportConfig):
     )
     dataset: str = setting(
         "shakespeare", "'shakespeare' (packaged). Ignored when --train_file is set.", group="data"
-    )
-    train_file: str = setting(
-        "",
-        "Training text, named as the files of any task (a file, a glob, a list, a folder; "
-        ".gz too): each .txt file one document, or .csv/.tsv/.jsonl/TFRecord rows with "
-        "--text_column.",
-        group="data",
-    )
-    text_column: str = setting(
-        "text", "Column with the text of .csv/.tsv/.jsonl files.", group="data"
-    )
-    text_format: str = setting(
-        "document",
-        "How .txt files are cut into documents: 'document' (each file one), 'lines' (one "
-        "per non-blank line) or 'paragraphs' (one per block between blank lines).",
-        group="data",
     )
     batch_size: int = 16
     # A narrower model sees more tokens in the same time, and takes a higher rate: validation
@@ -74,25 +58,25 @@ class LmConfig(ScratchModelConfig, ExportConfig):
 
     def problems(self) -> list[str]:
         problems = super().problems()
-        if self.text_format not in TEXT_FORMATS:
-            problems.append(
-                f"--text_format must be one of {', '.join(TEXT_FORMATS)}, got '{self.text_format}'"
-            )
         if self.block_size < 2:
             problems.append(f"--block_size must be at least 2, got {self.block_size}")
         return problems
 
 
-def predicted_characters(tokenizer, ids: np.ndarray, block_size: int) -> int:
-    """How many characters the tokens that `lm_dataset` predicts in `ids` spell: every
-    token but the first of each block of `block_size + 1`. Special tokens spell none; a
-    token holding part of a multi-byte character counts as one."""
+def predicted_characters(
+    tokenizer, source: np.ndarray | Sequence[token_cache.Shard], block_size: int
+) -> int:
+    """How many characters the tokens that `lm_dataset` predicts in an id stream (an array
+    or shards) spell: every token but the first of each block of `block_size + 1`. Special
+    tokens spell none; a token holding part of a multi-byte character counts as one."""
     lengths = np.array(
         [len(tokenizer.decode([i], skip_special_tokens=True)) for i in range(len(tokenizer))]
     )
-    ids = np.asarray(ids)
-    predicted = np.arange(len(ids)) % (block_size + 1) != 0
-    return int(lengths[ids[predicted]].sum())
+    total = 0
+    for ids in token_cache.chunks(source, block_size + 1):
+        predicted = np.arange(len(ids)) % (block_size + 1) != 0
+        total += int(lengths[ids[predicted]].sum())
+    return total
 
 
 def new_gpt2(config: LmConfig, tokenizer):
@@ -114,7 +98,7 @@ def new_gpt2(config: LmConfig, tokenizer):
 
 
 @register_task("lm")
-class LanguageModelTask(Task):
+class LanguageModelTask(CorpusTask):
     """Causal language modelling: a corpus in, a GPT-2, its export and printed samples out."""
 
     config_class = LmConfig
@@ -136,20 +120,6 @@ class LanguageModelTask(Task):
     def model_description(self) -> str:
         return self.config.model or "gpt2 from scratch"
 
-    def load_inputs(self) -> str:
-        config = self.config
-        # The model first: a mistyped --model stops the run before the data is read.
-        self.folder = loading.resolve_model(config.model) if config.model else None
-        self.text = corpus.load_corpus(
-            dataset=config.dataset,
-            train_file=config.train_file,
-            validation_file=config.validation_file,
-            text_column=config.text_column,
-            text_format=config.text_format,
-            seed=config.seed,
-        )
-        return self.text.description
-
     def build_model(self, runtime, scratch):
         config = self.config
         if self.folder:
@@ -163,22 +133,15 @@ class LanguageModelTask(Task):
                     f"{model.config.n_positions} positions"
                 )
         else:
-            print(
-                f"tfhf: training a byte-level BPE tokenizer (vocab {config.vocab_size}) "
-                "on the training text",
-                flush=True,
-            )
-            self.tokenizer = bpe.train_bpe(
-                self.text.train, vocab_size=config.vocab_size, folder=scratch / "tokenizer"
+            self.tokenizer = self.new_tokenizer(
+                runtime, scratch, kind="byte-level BPE", train=bpe.train_bpe, load=bpe.load_bpe
             )
             with runtime.building():
                 model = new_gpt2(config, self.tokenizer)
-        self.train_ids, self.val_ids = corpus.encode_corpus(
-            self.tokenizer, self.text, separator_id=self.tokenizer.eos_token_id
-        )
-        if len(self.train_ids) <= config.block_size:
+        self.streams = self.tokenized(runtime, self.tokenizer.eos_token_id)
+        if self.streams.train_tokens <= config.block_size:
             raise TfhfError(
-                f"{self.text.description}: the training text is {len(self.train_ids)} "
+                f"{self.text.description}: the training text is {self.streams.train_tokens} "
                 f"tokens, shorter than one block of {config.block_size + 1}"
             )
         self.model_config = model.config
@@ -190,16 +153,20 @@ class LanguageModelTask(Task):
             block_size=config.block_size,
             batch_size=config.batch_size,
             pad_id=self.tokenizer.eos_token_id,
+            shuffle_buffer=config.shuffle_buffer,
         )
-        train = pipeline.lm_dataset(self.train_ids, training=True, seed=config.seed, **blocks)
-        validation = pipeline.lm_dataset(self.val_ids, training=False, **blocks)
+        streams = self.streams
+        train = pipeline.lm_dataset(streams.train, training=True, seed=config.seed, **blocks)
+        validation = pipeline.lm_dataset(streams.validation, training=False, **blocks)
         return TrainingData(
             train,
-            examples=len(self.train_ids) // (config.block_size + 1),
+            examples=streams.train_tokens // (config.block_size + 1),
             whole_batches=True,
             validation=EvaluateTokensEachEpoch(
                 validation,
-                characters=predicted_characters(self.tokenizer, self.val_ids, config.block_size),
+                characters=predicted_characters(
+                    self.tokenizer, streams.validation, config.block_size
+                ),
             ),
             unit="tokens",
             units_per_example=config.block_size,

