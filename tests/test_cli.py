@@ -74,6 +74,7 @@ def test_predict_streams_files_into_json_lines_in_input_order(cli_run, tmp_path)
     texts = [
         f"review {i}: " + ("great and lovely" if i % 3 else "boring , dull") for i in range(150)
     ]
+    texts[7] = ""  # an empty text is classified too, not refused
     for part in range(3):  # three gzipped files, read through one glob
         rows = "".join(json.dumps({"review": t}) + "\n" for t in texts[part * 50 : part * 50 + 50])
         (inputs / f"part-{part}.jsonl.gz").write_bytes(gzip.compress(rows.encode()))

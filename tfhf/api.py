@@ -106,7 +106,8 @@ def iter_inputs(texts: Sequence[str], input_file: str, text_column: str) -> Iter
 
     yield from texts
     if input_file:
-        yield from (t.text for t in records.iter_texts(input_file, text_column=text_column))
+        found = records.iter_texts(input_file, text_column=text_column, keep_blank=True)
+        yield from (t.text for t in found)
 
 
 class Prediction(NamedTuple):

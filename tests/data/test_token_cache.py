@@ -5,6 +5,7 @@ import gzip
 import json
 import os
 import random
+import shutil
 import threading
 
 import numpy as np
@@ -66,17 +67,35 @@ def test_a_document_read_in_pieces_tokenizes_as_it_does_whole(tokenizers, kind, 
         assert [i for ids in found for i in ids] == whole, (kind, trial, len(pieces))
 
 
-def test_pieces_name_the_line_they_start_on(tmp_path):
+def test_pieces_name_the_line_they_start_on_and_a_single_line_is_cut_too(tmp_path):
     path = tmp_path / "book.txt"
     path.write_text("".join(f"Line {i}.\n" for i in range(1, 201)))
     pieces = list(
         records.iter_texts(str(path), text_column="text", text_format="document", piece_chars=64)
     )
-    assert len(pieces) > 10 and pieces[0].where == f"{path}:1"
-    for piece in pieces[1:]:
-        # A piece starts with the line break that ends the line it names.
-        line = int(piece.where.rsplit(":", 1)[1])
-        assert piece.text.startswith(f"\nLine {line + 1}.")
+    assert len(pieces) > 10
+    before = ""
+    for piece in pieces:
+        assert piece.where == f"{path}:{before.count(chr(10)) + 1}"
+        before += piece.text
+    one_line = tmp_path / "text8.txt"  # no line break at all
+    one_line.write_text(" ".join(["anarchism originated as a term"] * 100))
+    pieces = list(
+        records.iter_texts(
+            str(one_line), text_column="text", text_format="document", piece_chars=64
+        )
+    )
+    assert len(pieces) > 10 and max(len(p.text) for p in pieces) < 200
+
+
+def test_file_names_are_names_not_patterns(tokenizers, tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "part 1, draft.txt").write_text("a draft of it\n")
+    (folder / "rows[1].jsonl").write_text('{"text": "a row"}\n')
+    for text_format in ("lines", "document"):
+        found = records.iter_texts(str(folder), text_column="text", text_format=text_format)
+        assert sorted(t.text.strip() for t in found) == ["a draft of it", "a row"]
 
 
 def _write_docs(path, n, *, offset=0):
@@ -124,21 +143,100 @@ def test_a_corpus_is_tokenized_once_and_read_from_the_cache_after(tokenizers, tm
     assert "tokenized corpus from the cache" not in capsys.readouterr().out
 
 
-def test_an_unfinished_entry_is_built_again(tokenizers, tmp_path):
+def test_an_edit_within_the_second_that_keeps_the_size_is_seen(tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"text": "first"}\n')
+    before = corpus.file_corpus(str(docs)).fingerprint
+    docs.write_text('{"text": "other"}\n')
+    assert corpus.file_corpus(str(docs)).fingerprint != before
+
+
+def test_a_failed_build_leaves_nothing_but_word_for_the_waiting_workers(
+    monkeypatch, tokenizers, tmp_path
+):
+    monkeypatch.setattr(token_cache, "_WAIT_SECONDS", 0.05)
+    docs = _write_docs(tmp_path / "docs.jsonl", 25)
+    with open(docs, "a") as f:
+        f.write('{"body": "no text"}\n')
+    cache = str(tmp_path / "cache")
+    found = {}
+
+    def worker():
+        try:
+            token_cache.token_streams(
+                corpus.file_corpus(str(docs)),
+                tokenizers["bpe"],
+                separator_id=0,
+                cache_dir=cache,
+                wait_for_chief=True,
+            )
+        except TfhfError as e:
+            found["error"] = str(e)
+
+    waiting = threading.Thread(target=worker)
+    waiting.start()
+    with pytest.raises(TfhfError, match="docs.jsonl:26: no column 'text'"):
+        token_cache.token_streams(
+            corpus.file_corpus(str(docs)), tokenizers["bpe"], separator_id=0, cache_dir=cache
+        )
+    waiting.join(10)
+    assert "the chief could not write the tokenized corpus" in found["error"]
+    assert "docs.jsonl:26: no column 'text'" in found["error"]
+    assert [name for name in os.listdir(cache) if not name.endswith(".failed")] == []
+
+
+def test_a_held_out_piece_ends_its_document_on_both_sides(monkeypatch, tmp_path):
+    monkeypatch.setattr(corpus, "PIECE_CHARS", 100)
+    book = tmp_path / "book.txt"
+    book.write_text("".join(f"Line {i}.\n" for i in range(400)))
+    other = tmp_path / "other.txt"
+    other.write_text("Another book.\n")
+    pieces = len(
+        list(
+            records.iter_texts(
+                str(book), text_column="text", text_format="document", piece_chars=100
+            )
+        )
+    )
+    # The seed that holds out the book's last piece.
+    texts = list(corpus.file_corpus(f"{book},{other}", seed=(pieces - 1) % 10).texts())
+    held = [t for split, t in texts if split == "validation"]
+    assert held[-1].text.endswith("Line 399.\n")
+    assert all(t.ends_document for t in held)
+    train = [t for split, t in texts if split == "train"]
+    ends = [i for i, t in enumerate(train) if t.ends_document]
+    assert train[ends[0]].text == "" and train[ends[0] + 1].text == "Another book.\n"
+
+
+def test_racing_builders_keep_the_first_entry_and_a_stray_folder_is_named(
+    monkeypatch, tokenizers, tmp_path
+):
+    monkeypatch.setattr(token_cache, "_PUBLISH_SECONDS", 0.2)
+    monkeypatch.setattr(token_cache, "_WAIT_SECONDS", 0.05)
     docs = _write_docs(tmp_path / "docs.jsonl", 12)
     text = corpus.file_corpus(str(docs))
     cache = str(tmp_path / "cache")
-    built = token_cache.token_streams(text, tokenizers["bpe"], separator_id=0, cache_dir=cache)
-    os.remove(os.path.join(built.folder, "meta.json"))
-    with open(built.train[0].path, "wb") as f:
-        f.write(b"\x01\x00")  # a cut shard of a killed run
-    rebuilt = token_cache.token_streams(text, tokenizers["bpe"], separator_id=0, cache_dir=cache)
-    assert _all_ids(rebuilt.train).tolist() == _all_ids(built.train).tolist() != []
-    # Two workers on one machine building the same entry at once: the second one's copy
-    # is dropped when it finds the first one's in place.
-    token_cache._build(text, tokenizers["bpe"], 0, rebuilt.folder)
-    assert os.listdir(cache) == [os.path.basename(rebuilt.folder)]
-    assert _all_ids(rebuilt.train).tolist() == _all_ids(built.train).tolist()
+    first = token_cache.token_streams(text, tokenizers["bpe"], separator_id=0, cache_dir=cache)
+    folder = first.folder + "-second"
+
+    def build_while_another_finishes(partial):
+        shutil.copytree(first.folder, folder)  # the other process moves its entry in first
+        return {"mine": True}
+
+    meta, built = token_cache._entry(
+        folder, "x", build_while_another_finishes, wait_for_chief=False
+    )
+    assert not built and "mine" not in meta and meta["train"]
+    # Only the two entries: the second builder's own copy is gone.
+    assert sorted(os.listdir(cache)) == sorted(
+        [os.path.basename(first.folder), os.path.basename(folder)]
+    )
+    # A folder without meta.json in the entry's place (a run killed between moving its
+    # entry in and writing the meta) is not silently read or replaced: it is named.
+    os.remove(os.path.join(first.folder, "meta.json"))
+    with pytest.raises(TfhfError, match="an unfinished cache entry is in the way; remove it"):
+        token_cache.token_streams(text, tokenizers["bpe"], separator_id=0, cache_dir=cache)
+    assert [n for n in os.listdir(cache) if ".partial-" in n] == []
 
 
 def test_blocks_read_from_shards_are_the_blocks_of_each_shard(monkeypatch, tokenizers, tmp_path):

@@ -254,7 +254,7 @@ def test_bad_records_are_skipped_and_a_second_run_starts_from_the_cache(tmp_path
     going_on = capsys.readouterr().out
     for out in (first, again, going_on):
         assert f"skipped 1 bad records (--skip_bad_records); the first: {docs}:31" in out
-    assert "; kept in" in first and "from the cache" not in first
+    assert "tfhf: kept in " in first and "from the cache" not in first
     assert "byte-level BPE tokenizer from the cache" in again
     assert (
         "tokenized corpus from the cache" in again and "tokenized corpus from the cache" in going_on

@@ -166,6 +166,6 @@ def test_two_workers_finish_with_identical_weights_and_only_the_chief_writes(tmp
     assert not list(tmp_path.rglob("workertemp*"))
     assert "not the chief: outputs go to a temporary folder" in outputs[1]
     # The chief alone trains the tokenizer and tokenizes the corpus; the other reads its cache.
-    assert "trained on" in outputs[0] and "; kept in" in outputs[0]
-    assert "trained on" not in outputs[1] and "; kept in" not in outputs[1]
+    assert "trained on" in outputs[0] and "tfhf: kept in " in outputs[0]
+    assert "trained on" not in outputs[1] and "tfhf: kept in " not in outputs[1]
     assert "tokenizer from the cache" in outputs[1] or "waiting for the chief" in outputs[1]

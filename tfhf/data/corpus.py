@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,8 +45,10 @@ class Corpus:
       description: What it is, for people.
       fingerprint: Names the text exactly (the packaged text's digest, or the files' names,
         sizes and modification times with the reading settings): a cache key.
-      train_bytes: About how large the training text is (for files, their size on disk).
-      texts: Yields ("train" or "validation", `records.Text`) for every text, in order.
+      train_bytes: About how large the training text is (for files, their size on disk,
+        four times that for .gz).
+      texts: Yields ("train" or "validation", `records.Text`) for every text, in order (an
+        empty one only says that the split's current document ends there).
     """
 
     description: str
@@ -57,7 +60,8 @@ class Corpus:
         """The training and validation texts as lists: for small corpora only."""
         found = {"train": [], "validation": []}
         for split, text in self.texts():
-            found[split].append(text.text)
+            if text.text:  # an empty text only marks where a document ends
+                found[split].append(text.text)
         return found["train"], found["validation"]
 
 
@@ -141,7 +145,11 @@ def _held_out(texts: Iterator[Text], seed: int) -> Iterator[tuple[str, Text]]:
     for index, text in enumerate(itertools.chain(first, texts)):
         if index % 10 == seed % 10 and held < HELD_OUT_CHARS:
             held += len(text.text)
-            yield "validation", text
+            # A held-out piece of a long document is a document of its own there; where it
+            # was the document's last, the training side's part of the document ends too.
+            yield "validation", text._replace(ends_document=True)
+            if text.ends_document:
+                yield "train", Text(text.where, "")
         else:
             yield "train", text
 
@@ -190,12 +198,19 @@ def file_corpus(
     return Corpus(
         f"files ({train_file})",
         token_cache.digest(stats, text_column, text_format, PIECE_CHARS, seed),
-        sum(size for _, size, _ in stats["train"]),
+        # gzip shrinks text about four times: the sample's share is taken of the text.
+        sum(size * (4 if path.endswith(".gz") else 1) for path, size, _ in stats["train"]),
         texts,
     )
 
 
 def _stat(path: str) -> tuple[str, int, int]:
+    """(path, size, modification time in ns). The local file system's own clock, which
+    `tf.io.gfile.stat` rounds to the second: an edit within the second that kept the size
+    must still change the fingerprint."""
+    if "://" not in path:
+        info = os.stat(path)
+        return path, info.st_size, info.st_mtime_ns
     info = tf.io.gfile.stat(path)
     return path, info.length, info.mtime_nsec
 

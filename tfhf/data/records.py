@@ -178,17 +178,23 @@ def iter_records(
     if text_format not in TEXT_FORMATS:
         raise TfhfError(f"unknown text format '{text_format}' (use {', '.join(TEXT_FORMATS)})")
     for path in expand_files(spec):
-        kind, compressed = file_kind(path)
-        if kind == "tfrecord":
-            yield from _tfrecord(path, compressed, columns, skip_bad_records)
-            continue
-        with _open_text(path, compressed) as text:
-            if kind == "txt":
-                yield from _txt(path, text, text_format)
-            elif kind == "jsonl":
-                yield from _jsonl(path, text, columns, skip_bad_records)
-            else:
-                yield from _delimited(path, text, kind, columns, skip_bad_records)
+        yield from _file_records(path, columns, text_format, skip_bad_records)
+
+
+def _file_records(path: str, columns, text_format: str, skipped) -> Iterator[tuple[str, dict]]:
+    """The records of one file, named as it is (not a spec: a comma or a '[' in its name
+    is part of the name)."""
+    kind, compressed = file_kind(path)
+    if kind == "tfrecord":
+        yield from _tfrecord(path, compressed, columns, skipped)
+        return
+    with _open_text(path, compressed) as text:
+        if kind == "txt":
+            yield from _txt(path, text, text_format)
+        elif kind == "jsonl":
+            yield from _jsonl(path, text, columns, skipped)
+        else:
+            yield from _delimited(path, text, kind, columns, skipped)
 
 
 class Text(NamedTuple):
@@ -201,45 +207,52 @@ class Text(NamedTuple):
 
 
 def iter_texts(
-    spec: str, *, text_column: str, text_format: str = "lines", piece_chars: int = 0
+    spec: str,
+    *,
+    text_column: str,
+    text_format: str = "lines",
+    piece_chars: int = 0,
+    keep_blank: bool = False,
 ) -> Iterator[Text]:
     """The texts of the files `spec` names, one at a time: a .txt file's by `text_format`,
-    every other file's `text_column` (which must hold a non-blank string).
+    every other file's `text_column` (a string; a blank one is a bad record unless
+    `keep_blank`).
 
     With `piece_chars`, a .txt document longer than that comes in pieces of about that
     many characters, so memory does not grow with the file. A piece ends just before a
-    line break that follows a printable, non-space character: byte-level BPE and WordPiece
-    tokenize the pieces one by one exactly as they tokenize the whole (their pre-tokenizers
-    split there anyway), so a corpus of one huge document tokenizes as it would whole.
+    space or line break that follows a printable, non-space character: byte-level BPE and
+    WordPiece tokenize the pieces one by one exactly as they tokenize the whole (their
+    pre-tokenizers split there anyway), so a corpus of one huge document tokenizes as it
+    would whole.
 
     Raises:
       TfhfError: As `iter_records`, and for a missing, empty or non-string text (skipped and
         counted instead inside a `skipping` block).
     """
+    skipped = _SKIPPING.get()
     for path in expand_files(spec):
-        if file_kind(path)[0] == "txt":
-            if text_format == "document" and piece_chars:
-                with _open_text(path, compressed=file_kind(path)[1]) as text:
-                    yield from _document_pieces(path, text, piece_chars)
-                continue
-            for where, row in iter_records(path, columns=("text",), text_format=text_format):
-                yield Text(where, row["text"])
+        kind, compressed = file_kind(path)
+        if kind == "txt" and text_format == "document" and piece_chars:
+            with _open_text(path, compressed) as text:
+                yield from _document_pieces(path, text, piece_chars)
             continue
-        for where, row in iter_records(path, columns=(text_column,)):
-            value = row[text_column]
+        column = "text" if kind == "txt" else text_column
+        for where, row in _file_records(path, (column,), text_format, skipped):
+            value = row[column]
             if not isinstance(value, str):
-                bad_record(where, f"'{text_column}' is not a string")
-            elif not value.strip():
-                bad_record(where, f"empty '{text_column}'")
+                bad_record(where, f"'{column}' is not a string")
+            elif not (value.strip() or keep_blank):
+                bad_record(where, f"empty '{column}'")
             else:
                 yield Text(where, value)
 
 
 def _piece_end(text: str, start: int) -> int:
     """The last place at or after `start` where a piece may end (see `iter_texts`): before a
-    line break that follows a printable non-space character; 0 where there is none."""
+    space or line break that follows a printable non-space character; 0 where there is
+    none."""
     end = len(text)
-    while (end := max(text.rfind("\n", start, end), text.rfind("\r", start, end))) > start:
+    while (end := max(text.rfind(c, start, end) for c in " \n\r")) > start:
         before = text[end - 1]
         if before.isprintable() and not before.isspace():
             return end

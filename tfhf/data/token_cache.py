@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import hashlib
@@ -36,12 +37,14 @@ import json
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
+from tokenizers import Tokenizer
 
 from tfhf.data import records
 from tfhf.errors import TfhfError
@@ -55,6 +58,8 @@ SHARD_TOKENS = 1 << 24
 _BATCH_CHARS = 1 << 20
 _PROGRESS_SECONDS = 10.0
 _WAIT_SECONDS = 2.0
+# How long a process whose entry lost the race to be moved in waits for the winner's meta.
+_PUBLISH_SECONDS = 60.0
 SPLITS = ("train", "validation")
 
 
@@ -185,25 +190,68 @@ def _write_meta(folder: str, meta: dict) -> None:
         json.dump(meta, f, indent=1)
 
 
-def _publish(partial: str, folder: str) -> dict:
-    """Moves an entry built in `partial` into place and returns its meta. Two processes
-    may build the same entry at once (workers sharing one machine's cache): the first one
-    moved in stays, and the other's copy is dropped."""
-    if tf.io.gfile.exists(folder) and _read_meta(folder) is None:
-        tf.io.gfile.rmtree(folder)  # left unfinished by a run of an older layout
+def _remove(path: str) -> None:
+    try:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path) if tf.io.gfile.isdir(path) else tf.io.gfile.remove(path)
+    except tf.errors.OpError:
+        pass
+
+
+def _entry(
+    folder: str, what: str, build: Callable[[str], dict], *, wait_for_chief: bool
+) -> tuple[dict, bool]:
+    """(meta, whether built now) of the cache entry `folder`: read from the cache, waited
+    for (the chief builds it), or built now by `build`, which fills the fresh folder it is
+    given and returns the meta.
+
+    The entry is built in a folder of its own, moved into place, and only then given its
+    `meta.json`: a reader never sees a half-moved entry, even on `gs://`, where a folder
+    moves object by object. When two processes build one entry at once, the first moved in
+    stays and the other's copy is dropped. A build that fails leaves no folder behind, and
+    a `<entry>.failed` file that tells the waiting workers why.
+    """
+    meta = _read_meta(folder)
+    if meta is None and wait_for_chief:
+        return _wait_for(folder, what), False
+    if meta is not None:
+        return meta, False
+    partial = f"{folder}.partial-{uuid.uuid4().hex}"
+    try:
+        tf.io.gfile.makedirs(partial)
+        meta = build(partial)
+    except BaseException as e:
+        _remove(partial)
+        with contextlib.suppress(tf.errors.OpError):
+            with tf.io.gfile.GFile(f"{folder}.failed", "w") as f:
+                f.write(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise
     try:
         tf.io.gfile.rename(partial, folder)
     except tf.errors.OpError:
-        if _read_meta(folder) is None:
-            raise
-        tf.io.gfile.rmtree(partial)
-    return _read_meta(folder)
+        _remove(partial)
+        deadline = time.monotonic() + _PUBLISH_SECONDS
+        while (found := _read_meta(folder)) is None and time.monotonic() < deadline:
+            time.sleep(_WAIT_SECONDS)
+        if found is None:
+            raise TfhfError(
+                f"{folder}: an unfinished cache entry is in the way; remove it and run again"
+            ) from None
+        return found, False
+    _write_meta(folder, meta)
+    _remove(f"{folder}.failed")
+    return meta, True
 
 
 def _wait_for(folder: str, what: str) -> dict:
-    """A worker that is not the chief waits for the chief's entry in a shared cache."""
+    """A worker that is not the chief waits for the chief's entry in a shared cache, or
+    for the chief's word that it could not build it (a `.failed` file newer than the wait)."""
     print(f"tfhf: waiting for the chief to write {what} into {folder}", flush=True)
+    failed, started = f"{folder}.failed", time.time()
     while (meta := _read_meta(folder)) is None:
+        if tf.io.gfile.exists(failed) and tf.io.gfile.stat(failed).mtime_nsec / 1e9 >= started - 1:
+            with tf.io.gfile.GFile(failed) as f:
+                raise TfhfError(f"the chief could not write {what} into {folder}: {f.read()}")
         time.sleep(_WAIT_SECONDS)
     return meta
 
@@ -232,11 +280,14 @@ def token_streams(
     """
     key = digest(FORMAT, corpus.fingerprint, tokenizer_digest(tokenizer), separator_id)
     folder = tf.io.gfile.join(cache_dir, key)
-    meta = _read_meta(folder)
-    if meta is None and wait_for_chief:
-        meta = _wait_for(folder, "the tokenized corpus")
-    if meta is None:
-        meta = _build(corpus, tokenizer, separator_id, folder)
+    meta, built = _entry(
+        folder,
+        "the tokenized corpus",
+        lambda partial: _build(corpus, tokenizer, separator_id, partial),
+        wait_for_chief=wait_for_chief,
+    )
+    if built:
+        print(f"tfhf: kept in {folder}", flush=True)
     else:
         print(f"tfhf: tokenized corpus from the cache: {folder}", flush=True)
         _skipped_again(*meta["skipped"])
@@ -275,40 +326,42 @@ def _batches(corpus) -> Iterator[list[tuple[str, records.Text]]]:
 
 
 def _build(corpus, tokenizer, separator_id: int, folder: str) -> dict:
-    partial = f"{folder}.partial-{os.getpid()}"
-    tf.io.gfile.makedirs(partial)
+    """Tokenizes the corpus into shards in `folder`; returns the entry's meta."""
     skipped = records.skipped_records()
     before = skipped.count if skipped else 0
-    writers = {split: _ShardWriter(partial, split) for split in SPLITS}
+    writers = {split: _ShardWriter(folder, split) for split in SPLITS}
     progress = _Progress("tokenizing the corpus")
     separator = [separator_id]
-    # The Rust tokenizer itself, without transformers' per-text Python work; as transformers
-    # calls it, with no truncation and no padding whatever its file says.
-    backend = tokenizer.backend_tokenizer
+    # The Rust tokenizer itself (a copy), without transformers' per-text Python work, and as
+    # transformers calls it: with no truncation and no padding whatever its file says.
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend.no_truncation()
     backend.no_padding()
-    for batch in _batches(corpus):
-        found = backend.encode_batch([t.text for _, t in batch], add_special_tokens=False)
-        pieces = {split: [] for split in SPLITS}
-        for (split, text), encoding in zip(batch, found, strict=True):
-            writer = writers[split]
-            if ids := encoding.ids:  # a fresh Python list at each call: read once
-                pieces[split].append(ids)
-                writer.document_has_tokens = True
-            if text.ends_document and writer.document_has_tokens:
-                pieces[split].append(separator)
-                writer.document_has_tokens = False
-        tokens = 0
-        for split, found_ids in pieces.items():
-            count = sum(map(len, found_ids))
-            ids = np.fromiter(itertools.chain.from_iterable(found_ids), np.int32, count)
-            writers[split].write(ids)
-            tokens += count
-        progress.add(sum(len(t.text) for _, t in batch), tokens)
-    for writer in writers.values():
-        writer.close()
+    try:
+        for batch in _batches(corpus):
+            found = backend.encode_batch([t.text for _, t in batch], add_special_tokens=False)
+            pieces = {split: [] for split in SPLITS}
+            for (split, text), encoding in zip(batch, found, strict=True):
+                writer = writers[split]
+                if ids := encoding.ids:  # a fresh Python list at each call: read once
+                    pieces[split].append(ids)
+                    writer.document_has_tokens = True
+                if text.ends_document and writer.document_has_tokens:
+                    pieces[split].append(separator)
+                    writer.document_has_tokens = False
+            tokens = 0
+            for split, found_ids in pieces.items():
+                count = sum(map(len, found_ids))
+                ids = np.fromiter(itertools.chain.from_iterable(found_ids), np.int32, count)
+                writers[split].write(ids)
+                tokens += count
+            progress.add(sum(len(t.text) for _, t in batch), tokens)
+    finally:
+        for writer in writers.values():
+            writer.close()
     count = skipped.count - before if skipped else 0
-    meta = {
+    print(f"tfhf: tokenized {progress.line()}", flush=True)
+    return {
         "format": FORMAT,
         "description": corpus.description,
         "skipped": [count, skipped.first if count else ""],
@@ -317,9 +370,6 @@ def _build(corpus, tokenizer, separator_id: int, folder: str) -> dict:
             for split in SPLITS
         },
     }
-    _write_meta(partial, meta)
-    print(f"tfhf: tokenized {progress.line()}; kept in {folder}", flush=True)
-    return _publish(partial, folder)
 
 
 class _Sample:
@@ -343,21 +393,25 @@ class _Sample:
 
     def _texts(self) -> Iterator[str]:
         # Each text is kept with the share of the corpus the sample can hold, so the sample
-        # spreads over all files rather than their first bytes.
+        # spreads over all files rather than their first bytes. A draw that kept nothing (a
+        # few large texts) is followed by a pass that keeps them from the start.
         share = min(1.0, self.max_bytes / max(self.corpus.train_bytes, 1))
         rng = random.Random(self.seed)
-        for split, text in self.corpus.texts():
-            if split != "train":
-                continue
-            if share < 1.0 and rng.random() >= share:
-                self.complete = False
-                continue
-            size = len(text.text.encode("utf-8"))
-            if self.taken + size > self.max_bytes and self.taken:
-                self.complete = False
+        for keep in (share, 1.0) if share < 1.0 else (1.0,):
+            for split, text in self.corpus.texts():
+                if split != "train" or not text.text:
+                    continue
+                if keep < 1.0 and rng.random() >= keep:
+                    self.complete = False
+                    continue
+                size = len(text.text.encode("utf-8"))
+                if self.taken + size > self.max_bytes and self.taken:
+                    self.complete = False
+                    return
+                self.taken += size
+                yield text.text
+            if self.taken:
                 return
-            self.taken += size
-            yield text.text
 
 
 def trained_tokenizer(
@@ -386,10 +440,8 @@ def trained_tokenizer(
     """
     key = digest(FORMAT, "vocabulary", kind, settings, corpus.fingerprint, sample_bytes, seed)
     cached = tf.io.gfile.join(cache_dir, f"vocabulary-{key}")
-    meta = _read_meta(cached)
-    if meta is None and wait_for_chief:
-        meta = _wait_for(cached, f"the {kind} vocabulary")
-    if meta is None:
+
+    def build(partial: str) -> dict:
         sample = _Sample(corpus, sample_bytes, seed)
         started = time.perf_counter()
         print(f"tfhf: training a {kind} tokenizer ({settings}) on the training text", flush=True)
@@ -407,13 +459,12 @@ def trained_tokenizer(
             f"{time.perf_counter() - started:.0f} s",
             flush=True,
         )
-        partial = f"{cached}.partial-{os.getpid()}"
-        tf.io.gfile.makedirs(partial)
         for name in sorted(os.listdir(folder)):
             tf.io.gfile.copy(str(folder / name), tf.io.gfile.join(partial, name), overwrite=True)
-        _write_meta(partial, {"format": FORMAT, "kind": kind, "settings": settings})
-        _publish(partial, cached)
-    else:
+        return {"format": FORMAT, "kind": kind, "settings": settings}
+
+    _, built = _entry(cached, f"the {kind} vocabulary", build, wait_for_chief=wait_for_chief)
+    if not built:
         print(f"tfhf: {kind} tokenizer from the cache: {cached}", flush=True)
         folder.mkdir(parents=True, exist_ok=True)
         for name in tf.io.gfile.listdir(cached):
