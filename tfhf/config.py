@@ -29,6 +29,9 @@ MIXED_PRECISION = ("none", "fp16", "bf16")
 DEFAULT_SEED = 42
 # How a .txt file is cut into texts (tfhf.data.records).
 TEXT_FORMATS = ("lines", "paragraphs", "document")
+# Training examples shuffled at once by default: a full shuffle of the packaged corpora's
+# blocks, a bounded one (about 50 MB of 128-token blocks) of a larger corpus.
+SHUFFLE_BUFFER = 100_000
 
 # What a setting is about, in the order `--helpshort` and the reference list them. A task's
 # own setting declared without a group is listed under "task".
@@ -287,7 +290,7 @@ class CorpusConfig(ScratchModelConfig):
         group="data",
     )
     shuffle_buffer: int = setting(
-        100_000,
+        SHUFFLE_BUFFER,
         "Training examples shuffled at once: memory holds this many; when the corpus has "
         "fewer, each epoch is a full shuffle.",
         group="data",

@@ -180,8 +180,9 @@ def file_corpus(
         for path in paths:
             records.file_kind(path)
 
+    # The files as expanded here, every pass: what the fingerprint names is what is read.
     def read(split):
-        return records.iter_texts(specs[split], **reading)
+        return records.iter_texts(files[split], **reading)
 
     def texts():
         if validation_file:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfhf.config import SHUFFLE_BUFFER
 from tfhf.data.masking import MaskingRule, mask_tokens
 from tfhf.data.token_cache import Shard
 from tfhf.tokenizers.bert_preprocessor import BertPreprocessor
@@ -101,11 +102,6 @@ def padding_fraction(ds: tf.data.Dataset, *, steps: int | None = None) -> float:
     return 1.0 - real / max(total, 1)
 
 
-# Training examples shuffled at once by default: a full shuffle of the packaged corpora's
-# blocks, a bounded one (about 50 MB of 128-token blocks) of a larger corpus.
-SHUFFLE_BUFFER = 100_000
-
-
 def token_chunks(
     source: np.ndarray | Sequence[Shard],
     size: int,
@@ -114,10 +110,10 @@ def token_chunks(
     seed: int = 0,
     shuffle_buffer: int = SHUFFLE_BUFFER,
     min_length: int = 1,
-) -> tuple[tf.data.Dataset, int]:
+) -> tf.data.Dataset:
     """Consecutive chunks of `size` ids of a token stream (an array, or the shards of a
     `tfhf.data.token_cache` entry, read from disk as needed), each shard's last chunk
-    shorter, those under `min_length` left out; and how many chunks there are.
+    shorter, those under `min_length` left out.
 
     Training shuffles the shards' order and the chunks within a buffer of `shuffle_buffer`
     (all of them when there are fewer: then each epoch is a full shuffle), reshuffled each
@@ -158,7 +154,7 @@ def token_chunks(
         chunks = chunks.shuffle(
             max(min(count, shuffle_buffer), 1), seed=seed, reshuffle_each_iteration=True
         ).repeat()
-    return chunks, count
+    return chunks
 
 
 def lm_dataset(
@@ -187,7 +183,7 @@ def lm_dataset(
       ([1, 2, 3, 4, 5, 6, 7, 8], [2, 3, 4, 5, 6, 7, 8, 9])
     """
     # A block of one token predicts nothing.
-    ds, _ = token_chunks(
+    ds = token_chunks(
         source,
         block_size + 1,
         training=training,
@@ -238,7 +234,7 @@ def mlm_dataset(
     `weights` mark the chosen tokens. For training, the weights of a batch are scaled
     to average 1, so that Keras' mean over all positions is the mean over chosen tokens.
     """
-    ds, _ = token_chunks(
+    ds = token_chunks(
         source, max_seq_length - 2, training=training, seed=seed, shuffle_buffer=shuffle_buffer
     )
     ds = ds.enumerate()

@@ -207,16 +207,16 @@ class Text(NamedTuple):
 
 
 def iter_texts(
-    spec: str,
+    spec: str | Sequence[str],
     *,
     text_column: str,
     text_format: str = "lines",
     piece_chars: int = 0,
     keep_blank: bool = False,
 ) -> Iterator[Text]:
-    """The texts of the files `spec` names, one at a time: a .txt file's by `text_format`,
-    every other file's `text_column` (a string; a blank one is a bad record unless
-    `keep_blank`).
+    """The texts of the files `spec` names (or of the files listed, as `expand_files` gave
+    them), one at a time: a .txt file's by `text_format`, every other file's `text_column`
+    (a string; a blank one is a bad record unless `keep_blank`).
 
     With `piece_chars`, a .txt document longer than that comes in pieces of about that
     many characters, so memory does not grow with the file. A piece ends just before a
@@ -230,7 +230,7 @@ def iter_texts(
         counted instead inside a `skipping` block).
     """
     skipped = _SKIPPING.get()
-    for path in expand_files(spec):
+    for path in expand_files(spec) if isinstance(spec, str) else spec:
         kind, compressed = file_kind(path)
         if kind == "txt" and text_format == "document" and piece_chars:
             with _open_text(path, compressed) as text:
